@@ -1,0 +1,19 @@
+"""Events the feedback service consumes, by producer. Its queue `feedback.events` is bound to exactly these."""
+
+SUBSCRIBES: dict[str, list[str]] = {
+    "intake": [
+        "RequestRegistered",
+        "RequestReclassified",
+        "LetterPraiseRecorded",
+        "RequestAnsweredAtDesk",
+    ],
+    "dispatch": [
+        "WorkOrderAssigned",
+        "WorkOrderResolved",
+        "WorkOrderClosed",
+    ],
+    "escalation": [
+        "ClockMet",
+        "ClockBreached",
+    ],
+}

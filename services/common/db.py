@@ -1,0 +1,163 @@
+"""Unit of work over psycopg 3, as a nameko DependencyProvider, with a transactional outbox.
+
+A worker asks for `self.uow()` and uses it as a context manager: it rolls back unless the handler
+calls `commit()`. Events are written to the service's `outbox` table in the same transaction as the
+state they describe, and the relay (outbox.py) publishes them after commit, with confirms. Consumers
+record each event id in `inbox` in the same transaction as its effect, which makes redelivery harmless.
+"""
+from __future__ import annotations
+
+import services.common  # noqa: F401  (sets PSYCOPG_WAIT_FUNC before psycopg is imported)
+
+import json
+import logging
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterable
+from urllib.parse import urlparse
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+from psycopg_pool import ConnectionPool
+
+from services.common import logs
+from services.common.contract.registry import dump_data, spec_for
+from services.common.domain import Event
+
+log = logging.getLogger(__name__)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def envelope(event: Event, producer: str, *, now: datetime, correlation_id: str | None = None) -> dict[str, Any]:
+    """The bus message for a domain event, validated against the contract before it is stored."""
+    spec = spec_for(event.event_type, event.version)
+    if spec.producer != producer:
+        raise RuntimeError(f"{producer} may not publish {event.event_type} (owned by {spec.producer})")
+    data = dump_data(event.event_type, event.to_dict(), event.version)
+    ctx = logs.current()
+    return {
+        "event_id": str(uuid.uuid4()),
+        "event_type": event.event_type,
+        "version": event.version,
+        "producer": producer,
+        "occurred_at": now.astimezone(timezone.utc).isoformat(),
+        "correlation_id": correlation_id or ctx.get("correlation_id") or str(uuid.uuid4()),
+        "request_no": data.get("request_no") or getattr(event, "request_no", None),
+        "data": data,
+    }
+
+
+class UnitOfWork:
+    """One transaction. Rolls back unless committed; `publish` writes to the outbox in the same transaction."""
+
+    def __init__(self, pool: ConnectionPool, service: str, on_commit: Callable[[], None] | None = None,
+                 clock: Callable[[], datetime] | None = None) -> None:
+        self.pool = pool
+        self.service = service
+        self._on_commit = on_commit
+        self._clock = clock or (lambda: datetime.now(timezone.utc))
+        self.conn: psycopg.Connection[dict[str, Any]]
+        self._published = 0
+        self.committed = False
+
+    def now(self) -> datetime:
+        return self._clock()
+
+    def __enter__(self) -> "UnitOfWork":
+        self.conn = self.pool.getconn()
+        self.conn.row_factory = dict_row
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            if not self.committed and not self.conn.closed:
+                self.conn.rollback()
+        finally:
+            self.pool.putconn(self.conn)
+
+    def execute(self, sql: str, params: Any = None) -> psycopg.Cursor[dict[str, Any]]:
+        return self.conn.execute(sql, params)  # type: ignore[arg-type]
+
+    def publish(self, events: Event | Iterable[Event], *, correlation_id: str | None = None) -> list[dict[str, Any]]:
+        batch = [events] if isinstance(events, Event) else list(events)
+        envelopes = [envelope(e, self.service, now=self.now(), correlation_id=correlation_id) for e in batch]
+        if envelopes:
+            with self.conn.cursor() as cur:
+                cur.executemany(
+                    "INSERT INTO outbox (event_id, exchange, routing_key, body) VALUES (%s, %s, %s, %s)",
+                    [(e["event_id"], f"{self.service}.events", e["event_type"],
+                      Jsonb(e, dumps=lambda o: json.dumps(o, default=_json_default))) for e in envelopes],
+                )
+                # The service's part of the request's timeline, assembled by the gateway across services.
+                cur.executemany(
+                    "INSERT INTO timeline (request_no, at, event_type, event_id, data) VALUES (%s, %s, %s, %s, %s)",
+                    [(e["request_no"], e["occurred_at"], e["event_type"], e["event_id"],
+                      Jsonb(e["data"], dumps=lambda o: json.dumps(o, default=_json_default)))
+                     for e in envelopes if e["request_no"]],
+                )
+            self._published += len(envelopes)
+        return envelopes
+
+    def claim(self, event_id: str, queue: str) -> bool:
+        """Record a consumed message id; False when it was already processed (a redelivery)."""
+        row = self.conn.execute(
+            "INSERT INTO inbox (event_id, queue) VALUES (%s, %s) ON CONFLICT DO NOTHING RETURNING 1",
+            (event_id, queue),
+        ).fetchone()
+        return row is not None
+
+    def commit(self) -> None:
+        self.conn.commit()
+        self.committed = True
+        if self._published and self._on_commit:
+            self._on_commit()
+
+
+def dsn_for_psycopg(url: str) -> str:
+    # yoyo wants a driver suffix; psycopg does not. Both accept the same URL otherwise.
+    return url.replace("postgresql+psycopg://", "postgresql://")
+
+
+def role_of(url: str) -> str:
+    user = urlparse(dsn_for_psycopg(url)).username
+    if not user:
+        raise ValueError("DATABASE_URL must name the service's own login role")
+    return user
+
+
+def migrate(database_url: str, migrations_dir: Path, schema: str) -> list[str]:
+    """Apply the service's versioned migrations to its own schema, as its own role (yoyo; locked, idempotent)."""
+    from yoyo import get_backend, read_migrations
+
+    url = dsn_for_psycopg(database_url).replace("postgresql://", "postgresql+psycopg://", 1)
+    sep = "&" if "?" in url else "?"
+    backend = get_backend(f"{url}{sep}schema={schema}")
+    migrations = read_migrations(str(migrations_dir))
+    applied: list[str] = []
+    with backend.lock():
+        pending = backend.to_apply(migrations)
+        applied = [m.id for m in pending]
+        backend.apply_migrations(pending)
+    backend.connection.close()
+    return applied
+
+
+def make_pool(database_url: str, schema: str, size: int, name: str) -> ConnectionPool:
+    return ConnectionPool(
+        dsn_for_psycopg(database_url),
+        min_size=min(2, size),
+        max_size=size,
+        kwargs={"autocommit": False, "options": f"-c search_path={schema}", "application_name": name},
+        name=name,
+        open=True,
+        timeout=30,
+    )

@@ -1,0 +1,345 @@
+"""nameko extensions every service uses: the unit-of-work store with its outbox relay, observability,
+and the event / inbound consumers that dead-letter bad messages with a reason instead of losing them.
+"""
+from __future__ import annotations
+
+import services.common  # noqa: F401  (sets PSYCOPG_WAIT_FUNC before psycopg is imported)
+
+import json
+import logging
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import eventlet
+import psycopg
+import psycopg_pool
+from eventlet.queue import Empty, LightQueue
+from kombu import Connection
+from kombu.messaging import Consumer as KombuConsumer
+from marshmallow import ValidationError
+from nameko.amqp.publish import Publisher, UndeliverableMessage
+from nameko.extensions import DependencyProvider, SharedExtension
+from nameko.messaging import Consumer, QueueConsumer
+from prometheus_client import REGISTRY, start_http_server
+from prometheus_client.core import GaugeMetricFamily
+
+from services.common import logs, metrics, topology
+from services.common.db import UnitOfWork, make_pool, migrate
+from services.common.domain import DomainError
+from services.common.rpc import domain_errors
+
+log = logging.getLogger(__name__)
+
+RETRYABLE = (psycopg.OperationalError, psycopg_pool.PoolTimeout, psycopg.errors.SerializationFailure,
+             psycopg.errors.DeadlockDetected)
+
+
+class NotReady(Exception):
+    """A prerequisite has not arrived yet (events from two producers can overtake each other); retry later."""
+
+
+# --------------------------------------------------------------------------------------------------- store
+class _OutboxCollector:
+    def __init__(self, store: "Store") -> None:
+        self.store = store
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        pending = GaugeMetricFamily("outbox_pending_events", "Outbox rows not yet published", labels=["service"])
+        oldest = GaugeMetricFamily("outbox_oldest_event_timestamp_seconds",
+                                   "Creation time of the oldest unpublished outbox row (0 when empty)",
+                                   labels=["service"])
+        try:
+            with self.store.pool.connection(timeout=2) as conn:
+                row = conn.execute("SELECT count(*), extract(epoch FROM min(created_at)) FROM outbox").fetchone()
+        except Exception:  # a scrape must not fail because the database is restarting
+            log.warning("outbox collector could not read the outbox")
+            return []
+        assert row is not None
+        pending.add_metric([self.store.service], float(row[0]))
+        oldest.add_metric([self.store.service], float(row[1] or 0))
+        return [pending, oldest]
+
+
+class Store(DependencyProvider):
+    """Connection pool, migrations at start, `uow()` per worker, and the outbox relay thread."""
+
+    def __init__(self, migrations: str | Path, batch_size: int = 500) -> None:
+        self.migrations = Path(migrations)
+        self.batch_size = batch_size
+        self._wake: LightQueue = LightQueue(maxsize=1)
+        self._running = False
+
+    def setup(self) -> None:
+        cfg = self.container.config
+        self.service = self.container.service_name
+        self.database_url = cfg["DATABASE_URL"]
+        self.amqp_uri = cfg["AMQP_URI"]
+        for attempt in range(60):
+            try:
+                applied = migrate(self.database_url, self.migrations, self.service)
+                break
+            except psycopg.OperationalError:
+                if attempt == 59:
+                    raise
+                log.warning("database not reachable for migrations, retrying")
+                time.sleep(1)
+        if applied:
+            log.info("applied migrations %s", ", ".join(applied))
+        self.pool = make_pool(self.database_url, self.service, int(cfg.get("DB_POOL_SIZE", 12)), self.service)
+        topology.declare(self.amqp_uri)
+        try:
+            REGISTRY.register(_OutboxCollector(self))
+        except ValueError:  # already registered by an earlier container in this process (tests)
+            pass
+
+    def start(self) -> None:
+        self._running = True
+        self.container.spawn_managed_thread(self._relay_forever, identifier="outbox-relay")
+
+    def stop(self) -> None:
+        self._running = False
+        self.wake()
+        self.pool.close()
+
+    def kill(self) -> None:
+        self._running = False
+        self.pool.close()
+
+    def wake(self) -> None:
+        try:
+            self._wake.put_nowait(1)
+        except eventlet.queue.Full:
+            pass
+
+    def uow(self) -> UnitOfWork:
+        return UnitOfWork(self.pool, self.service, on_commit=self.wake)
+
+    def get_dependency(self, worker_ctx: Any) -> Callable[[], UnitOfWork]:
+        return self.uow
+
+    # Relay: publish committed outbox rows with confirms, then delete them. A crash between the two
+    # publishes a row again on restart; consumers' inboxes make that harmless.
+    def _relay_forever(self) -> None:
+        publisher = Publisher(self.amqp_uri, use_confirms=True, serializer="json", retry=False)
+        backoff = 0.1
+        while self._running:
+            try:
+                sent = self.relay_once(publisher)
+                backoff = 0.1
+                if sent >= self.batch_size:
+                    continue
+            except Exception as exc:  # broker or database away: keep the rows, try again
+                kind = type(exc).__name__
+                metrics.OUTBOX_PUBLISH_ERRORS.labels(self.service, kind).inc()
+                log.warning("outbox relay failed (%s); retrying in %.1fs", kind, backoff)
+                eventlet.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            try:
+                self._wake.get(timeout=0.5)
+            except Empty:
+                pass
+
+    def relay_once(self, publisher: Publisher) -> int:
+        with self.pool.connection() as conn:
+            rows = conn.execute(
+                "SELECT id, exchange, routing_key, body FROM outbox ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
+                (self.batch_size,),
+            ).fetchall()
+            sent: list[int] = []
+            try:
+                for row_id, exchange_name, routing_key, body in rows:
+                    publisher.publish(
+                        body,
+                        exchange=topology.exchange(exchange_name),
+                        routing_key=routing_key,
+                        mandatory=topology.subscribed(self.service, routing_key),
+                        message_id=body["event_id"],
+                        correlation_id=body.get("correlation_id"),
+                        headers={"event_type": routing_key, "producer": self.service},
+                    )
+                    sent.append(row_id)
+            except UndeliverableMessage:
+                metrics.OUTBOX_PUBLISH_ERRORS.labels(self.service, "unroutable").inc()
+                log.warning("event %s unroutable: a consumer queue is missing; redeclaring topology", routing_key)
+                topology.declare(self.amqp_uri)
+            finally:
+                if sent:
+                    conn.execute("DELETE FROM outbox WHERE id = ANY(%s)", (sent,))
+                    metrics.OUTBOX_PUBLISHED.labels(self.service).inc(len(sent))
+            return len(sent)
+
+
+# ----------------------------------------------------------------------------------------- observability
+class Observability(DependencyProvider):
+    """JSON logs, the metrics endpoint, and the request number / correlation id bound for each worker."""
+
+    def setup(self) -> None:
+        cfg = self.container.config
+        logs.setup_logging(self.container.service_name, str(cfg.get("LOG_LEVEL", "INFO")))
+        port = int(cfg.get("METRICS_PORT", 0) or 0)
+        if port:
+            start_http_server(port, addr=str(cfg.get("METRICS_ADDRESS", "0.0.0.0")))
+
+    def worker_setup(self, worker_ctx: Any) -> None:
+        envelope = worker_ctx.args[0] if worker_ctx.args and isinstance(worker_ctx.args[0], dict) else {}
+        data = worker_ctx.data or {}
+        worker_ctx._log_token = logs.bind(
+            correlation_id=envelope.get("correlation_id") or data.get("correlation_id") or str(uuid.uuid4()),
+            request_no=envelope.get("request_no"),
+            event_type=envelope.get("event_type"),
+        )
+
+    def worker_teardown(self, worker_ctx: Any) -> None:
+        token = getattr(worker_ctx, "_log_token", None)
+        if token is not None:
+            logs.unbind(token)
+
+
+# --------------------------------------------------------------------------------------------- consumers
+class SafeQueueConsumer(QueueConsumer):
+    """nameko's QueueConsumer, but a message that cannot be decoded is dead-lettered, not looped on."""
+
+    def get_consumers(self, consumer_cls: type[KombuConsumer], channel: Any) -> Any:
+        consumers = super().get_consumers(consumer_cls, channel)
+        for provider, consumer in self._consumers.items():
+            consumer.on_decode_error = provider.on_decode_error
+        return consumers
+
+
+class ReliableConsumer(Consumer):
+    """Consumes one quorum queue; `loader` validates each body before a worker is spawned.
+
+    Outcomes: success -> ack. Invalid body or a refused domain command -> dead-letter with the reason,
+    ack. Database unavailable or a prerequisite not yet arrived -> retried here with backoff (the
+    broker's delivery count is not spent on an outage). Anything else -> requeued; on the last allowed
+    delivery it is dead-lettered with the error, and the broker's delivery limit is the backstop.
+    """
+
+    queue_consumer = SafeQueueConsumer()
+    max_not_ready = 40
+
+    def __init__(self, queue: Any, loader: Callable[[Any], dict[str, Any]], **kwargs: Any) -> None:
+        self.loader = loader
+        self._attempts: dict[Any, int] = {}
+        super().__init__(queue, requeue_on_error=False, **kwargs)
+
+    def setup(self) -> None:
+        self.service = self.container.service_name
+        self.dlq_publisher = Publisher(self.container.config["AMQP_URI"], use_confirms=True, serializer="json")
+        super().setup()
+
+    # -- dead letters
+    def dead_letter(self, message: Any, reason: str, detail: Any, body: Any = None) -> None:
+        if body is None:
+            try:
+                body = message.body.decode("utf-8", errors="replace") if isinstance(message.body, bytes) else message.body
+            except Exception:
+                body = repr(message.body)
+        headers = {
+            "x-reason": reason,
+            "x-error": json.dumps(detail, ensure_ascii=False, default=str)[:4000],
+            "x-original-routing-key": message.delivery_info.get("routing_key", ""),
+            "x-original-exchange": message.delivery_info.get("exchange", ""),
+            "x-original-content-type": message.content_type or "",
+        }
+        self.dlq_publisher.publish(body, exchange=topology.exchange(topology.DLX), routing_key=self.queue.name,
+                                   headers=headers, mandatory=True, message_id=message.properties.get("message_id"))
+        metrics.EVENTS_DEAD_LETTERED.labels(self.service, self.queue.name, reason).inc()
+        log.warning("dead-lettered a message from %s: %s %s", self.queue.name, reason,
+                    json.dumps(detail, ensure_ascii=False, default=str)[:500])
+        self.queue_consumer.ack_message(message)
+
+    def on_decode_error(self, message: Any, exc: Exception) -> None:
+        raw = message.body
+        if isinstance(raw, bytes):
+            raw = raw.decode("utf-8", errors="replace")
+        self.dead_letter(message, "undecodable", {"_body": [f"{type(exc).__name__}: {exc}"[:500]]}, body=raw)
+
+    # -- handling
+    def handle_message(self, body: Any, message: Any) -> None:
+        try:
+            loaded = self.loader(body)
+        except ValidationError as exc:
+            self.dead_letter(message, "invalid", exc.messages)
+            return
+        self._spawn(loaded, message)
+
+    def _spawn(self, loaded: dict[str, Any], message: Any) -> None:
+        context_data = self.unpack_message_headers(message)
+        context_data["correlation_id"] = loaded.get("correlation_id")
+        started = time.perf_counter()
+
+        def handle_result(worker_ctx: Any, result: Any = None, exc_info: Any = None) -> Any:
+            return self._on_result(message, loaded, started, result, exc_info)
+
+        self.container.spawn_worker(self, (loaded,), {}, context_data=context_data, handle_result=handle_result)
+
+    def _on_result(self, message: Any, loaded: dict[str, Any], started: float, result: Any, exc_info: Any) -> Any:
+        event_type = str(loaded.get("event_type", loaded.get("channel", "inbound")))
+        metrics.HANDLER_SECONDS.labels(self.service, self.queue.name).observe(time.perf_counter() - started)
+        tag = message.delivery_tag
+        if exc_info is None:
+            self._attempts.pop(tag, None)
+            metrics.EVENTS_HANDLED.labels(self.service, self.queue.name, event_type).inc()
+            if result == "duplicate":
+                metrics.INBOX_DUPLICATES.labels(self.service, self.queue.name).inc()
+            self.queue_consumer.ack_message(message)
+            return result, exc_info
+        metrics.EVENTS_FAILED.labels(self.service, self.queue.name, event_type).inc()
+        exc = exc_info[1]
+        if isinstance(exc, DomainError):
+            self._attempts.pop(tag, None)
+            self.dead_letter(message, exc.code, domain_errors(exc))
+        elif isinstance(exc, ValidationError):
+            self._attempts.pop(tag, None)
+            self.dead_letter(message, "invalid", exc.messages)
+        elif isinstance(exc, (NotReady, *RETRYABLE)):
+            attempt = self._attempts.get(tag, 0) + 1
+            self._attempts[tag] = attempt
+            if isinstance(exc, NotReady) and attempt > self.max_not_ready:
+                self._attempts.pop(tag, None)
+                self.dead_letter(message, "not_ready", {"_": [str(exc)]})
+            else:
+                log.warning("retrying %s in-process after %s (attempt %d)", event_type, type(exc).__name__, attempt)
+                self.container.spawn_managed_thread(lambda: self._retry_later(loaded, message, attempt))
+        else:
+            self._attempts.pop(tag, None)
+            deliveries = int((message.headers or {}).get("x-delivery-count", 0)) + 1
+            if deliveries >= topology.DELIVERY_LIMIT:
+                self.dead_letter(message, "handler_error", {"_": [f"{type(exc).__name__}: {exc}"[:1000]]})
+            else:
+                log.error("handler failed on %s (delivery %d); requeued", event_type, deliveries, exc_info=exc_info)
+                eventlet.sleep(min(0.2 * deliveries, 2.0))
+                self.queue_consumer.requeue_message(message)
+        return result, exc_info
+
+    def _retry_later(self, loaded: dict[str, Any], message: Any, attempt: int) -> None:
+        eventlet.sleep(min(0.05 * 2 ** min(attempt, 7), 5.0))
+        self._spawn(loaded, message)
+
+
+def consume_events(loader: Callable[[Any], dict[str, Any]] | None = None) -> Any:
+    """The service's single event queue (`<service>.events`), bound per topology.SUBSCRIPTIONS."""
+    from services.common.contract.registry import load_envelope
+
+    class _EventConsumer(ReliableConsumer):
+        def setup(self) -> None:
+            self.queue = topology.service_queue(self.container.service_name)
+            super().setup()
+
+    return _EventConsumer.decorator(queue=None, loader=loader or load_envelope)
+
+
+def consume_inbound(loader: Callable[[Any], dict[str, Any]]) -> Any:
+    """The inbound exchange other systems publish requests to."""
+    return ReliableConsumer.decorator(queue=topology.inbound_queue(), loader=loader)
+
+
+def amqp_connection(amqp_uri: str) -> Connection:
+    return Connection(amqp_uri)
+
+
+__all__ = ["Store", "Observability", "consume_events", "consume_inbound", "NotReady", "SharedExtension"]

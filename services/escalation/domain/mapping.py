@@ -1,0 +1,121 @@
+"""Which incoming facts start, stop, pause, resume, retarget or cancel which clock: one table.
+
+Each row says, for an incoming event type: the verb, the clock (or "*" for every open clock of the subject), the
+data fields holding the instant (first present wins, else the envelope's occurred_at), the field naming the subject
+the clock belongs to, and optionally a field that must be truthy for the row to apply.
+
+Whether a started clock really applies is the policy's business (e.g. `acknowledge` only for online requests,
+`complaint_reply` only for complaints): the table proposes, `Policy.applies` decides.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from services.common.domain import DomainError, utc
+
+
+class Verb(StrEnum):
+    START = "start"
+    STOP = "stop"  # the clock is met
+    PAUSE = "pause"
+    RESUME = "resume"
+    RETARGET = "retarget"
+    CANCEL = "cancel"
+
+
+@dataclass(frozen=True)
+class Row:
+    verb: Verb
+    clock: str  # a clock name, or "*" for every open clock of the subject
+    at: tuple[str, ...]
+    subject: str = "request_no"
+    only_if: str | None = None
+
+
+def _r(verb: Verb, clock: str, *at: str, subject: str = "request_no", only_if: str | None = None) -> Row:
+    return Row(verb, clock, tuple(at), subject, only_if)
+
+
+S, T, P, R, RT, C = Verb.START, Verb.STOP, Verb.PAUSE, Verb.RESUME, Verb.RETARGET, Verb.CANCEL
+
+CLOCK_TABLE: dict[str, tuple[Row, ...]] = {
+    "RequestRegistered": (
+        _r(S, "acknowledge", "registered_at"),
+        _r(S, "first_response", "registered_at"),
+        _r(S, "resolution", "registered_at"),
+        _r(S, "complaint_reply", "registered_at"),
+    ),
+    "RequestAcknowledged": (_r(T, "acknowledge", "acknowledged_at"),),
+    "FirstResponseGiven": (_r(T, "first_response", "responded_at"),),
+    "SupervisorCalledIn": (_r(S, "supervisor_answer", "called_at"),),
+    "SupervisorAnswered": (_r(T, "supervisor_answer", "answered_at"),),
+    # An assignment is the first staff response; the on-site clock runs from the appointment when there is one.
+    "WorkOrderAssigned": (
+        _r(T, "first_response", "assigned_at"),
+        _r(S, "on_site", "appointment_at", "assigned_at"),
+    ),
+    "TechnicianArrived": (_r(T, "on_site", "arrived_at"),),
+    "WorkOrderPaused": (_r(P, "on_site", "paused_at"), _r(P, "resolution", "paused_at")),
+    "WorkOrderResumed": (_r(R, "on_site", "resumed_at"), _r(R, "resolution", "resumed_at")),
+    "WorkOrderResolved": (
+        _r(T, "resolution", "resolved_at"),
+        _r(S, "return_visit", "resolved_at"),
+    ),
+    "ReturnVisitDone": (_r(T, "return_visit", "done_at", "visited_at"),),
+    "FollowUpRaised": (_r(S, "revisit_fix", "raised_at"),),
+    "WorkOrderCreated": (_r(T, "revisit_fix", "created_at", only_if="follow_up_of"),),
+    "RequestMarkedComplex": (_r(S, "plan", "marked_at"),),
+    "PlanGiven": (_r(T, "plan", "given_at"),),
+    "ComplaintReplied": (_r(T, "complaint_reply", "replied_at"),),
+    "ReplyLetterSent": (_r(S, "letter_confirmation", "sent_at"),),
+    "ReplyLetterConfirmed": (_r(T, "letter_confirmation", "confirmed_at"),),
+    "ShiftHandoverPublished": (_r(S, "handover", "published_at", subject="handover_id"),),
+    "ShiftHandoverAcknowledged": (_r(T, "handover", "acknowledged_at", subject="handover_id"),),
+    "RequestReclassified": (_r(RT, "*", "reclassified_at"),),
+    "RequestCancelled": (_r(C, "*", "cancelled_at"),),
+}
+
+
+@dataclass(frozen=True)
+class ClockAction:
+    """One thing to do to one clock (or to every open clock of `subject` when clock == "*")."""
+
+    verb: Verb
+    clock: str
+    subject: str
+    at: datetime
+    reason: str | None = None
+
+
+def _instant(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return utc(value)
+    if isinstance(value, str):
+        try:
+            return utc(datetime.fromisoformat(value))
+        except ValueError:
+            return None
+    return None
+
+
+def actions_for(event_type: str, data: Mapping[str, Any], occurred_at: datetime) -> list[ClockAction]:
+    """The clock actions an incoming event calls for; [] for an event that touches no clock."""
+    out: list[ClockAction] = []
+    for row in CLOCK_TABLE.get(event_type, ()):
+        if row.only_if is not None and not data.get(row.only_if):
+            continue
+        subject = data.get(row.subject)
+        if not isinstance(subject, str) or not subject:
+            raise DomainError(f"{event_type} carries no {row.subject}", field=row.subject)
+        at = next((i for i in (_instant(data.get(f)) for f in row.at) if i is not None), None) or utc(occurred_at)
+        reason = data.get("reason") if isinstance(data.get("reason"), str) else None
+        if row.verb is Verb.PAUSE and not reason:
+            reason = "paused"
+        if row.verb in (Verb.RETARGET, Verb.CANCEL) and not reason:
+            reason = "reclassified" if row.verb is Verb.RETARGET else "request cancelled"
+        out.append(ClockAction(row.verb, row.clock, subject, at, reason))
+    return out

@@ -1,0 +1,209 @@
+"""HTTP plumbing of the gateway: the route table, API-key authentication, scopes, body limits, JSON errors.
+
+Every route is declared with `route(...)`, which records it in ROUTES: the OpenAPI document and the
+security test that probes every route without a key, with a wrong, revoked or under-scoped key are
+both generated from that one table.
+"""
+from __future__ import annotations
+
+import functools
+
+import eventlet
+import json
+import logging
+import math
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+from collections.abc import Callable
+
+from marshmallow import Schema, ValidationError
+from nameko.web.handlers import http
+from prometheus_client import Counter, Histogram
+from werkzeug.wrappers import Request, Response
+
+from services.common import logs
+from services.gateway.adapters import keys as key_repo
+from services.gateway.domain import keys
+
+log = logging.getLogger(__name__)
+
+HTTP_REQUESTS = Counter("http_requests", "HTTP requests answered", ["route", "method", "status"])
+HTTP_SECONDS = Histogram("http_request_duration_seconds", "HTTP request latency", ["route", "method"],
+                         buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str  # werkzeug syntax, e.g. /requests/<string:request_no>
+    scope: str | None
+    name: str
+    summary: str
+    body: type[Schema] | None
+    query: type[Schema] | None
+    ok_status: int
+
+
+ROUTES: list[Route] = []
+
+
+class HttpError(Exception):
+    def __init__(self, status: int, errors: dict[str, Any], code: str, headers: dict[str, str] | None = None):
+        super().__init__(code)
+        self.status, self.errors, self.code, self.headers = status, errors, code, headers or {}
+
+
+def json_response(status: int, payload: Any, headers: dict[str, str] | None = None) -> Response:
+    return Response(json.dumps(payload, ensure_ascii=False, default=str), status=status,
+                    headers=headers or {}, mimetype="application/json")
+
+
+def error_response(status: int, errors: dict[str, Any], code: str, headers: dict[str, str] | None = None) -> Response:
+    return json_response(status, {"error": code, "errors": errors}, headers)
+
+
+def read_json(request: Request, max_bytes: int) -> Any:
+    length = request.content_length
+    if length is not None and length > max_bytes:
+        raise HttpError(413, {"_body": [f"body larger than {max_bytes} bytes"]}, "too_large")
+    mimetype = (request.mimetype or "").lower()
+    if mimetype != "application/json":
+        raise HttpError(415, {"_body": ["Content-Type must be application/json"]}, "unsupported_media_type")
+    raw = request.get_data(cache=True)
+    if len(raw) > max_bytes:
+        raise HttpError(413, {"_body": [f"body larger than {max_bytes} bytes"]}, "too_large")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise HttpError(400, {"_body": ["body is not valid UTF-8"]}, "bad_encoding") from None
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except RecursionError:
+        raise HttpError(400, {"_body": ["JSON nested too deeply"]}, "bad_json") from None
+    except ValueError as exc:
+        raise HttpError(400, {"_body": [f"malformed JSON: {exc}"[:200]]}, "bad_json") from None
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def route(method: str, path: str, scope: str | None, *, summary: str, body: type[Schema] | None = None,
+          query: type[Schema] | None = None, ok_status: int = 200) -> Callable[..., Any]:
+    def decorate(fn: Callable[..., Any]) -> Any:
+        ROUTES.append(Route(method, path, scope, fn.__name__, summary, body, query, ok_status))
+
+        @functools.wraps(fn)
+        def wrapper(self: Any, request: Request, **path_values: Any) -> Response:
+            started = time.perf_counter()
+            token = logs.bind(correlation_id=request.headers.get("X-Correlation-Id") or str(uuid.uuid4()))
+            status = 500
+            try:
+                response = self._dispatch(fn, request, path_values, scope, body, query, ok_status)
+                status = response.status_code
+                return response
+            except HttpError as exc:
+                status = exc.status
+                return error_response(exc.status, exc.errors, exc.code, exc.headers)
+            except Exception:
+                log.exception("unhandled error on %s %s", method, path)
+                return error_response(500, {"_": ["internal error"]}, "internal")
+            finally:
+                HTTP_REQUESTS.labels(path, method, str(status)).inc()
+                HTTP_SECONDS.labels(path, method).observe(time.perf_counter() - started)
+                logs.unbind(token)
+
+        return http(method, path)(wrapper)
+
+    return decorate
+
+
+def validated(schema: type[Schema], body: dict[str, Any]) -> dict[str, Any]:
+    """Load a body with its marshmallow schema; 422 naming every bad field."""
+    try:
+        return schema().load(body)
+    except ValidationError as exc:
+        raise HttpError(422, exc.messages if isinstance(exc.messages, dict) else {"_": exc.messages}, "invalid") from None
+
+
+def jsonable(data: dict[str, Any]) -> dict[str, Any]:
+    """Loaded bodies hold dates and UUIDs; RPC carries JSON."""
+    return json.loads(json.dumps(data, default=str))
+
+
+class ApiBase:
+    """Mixin of the gateway service: authentication and body/query loading around each route, and RPC calls.
+
+    Route mixins (routes_<service>.py) call `self.call("dispatch", "method", ...)`, which answers with the
+    service's data or raises the service's 4xx refusal as an HttpError.
+    """
+
+    uow: Any
+    config: Any
+    buckets: Any
+
+    def _rpc(self, service: str, method: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        proxy = getattr(self, service)
+        reply = getattr(proxy, method).call_async(*args, **kwargs)
+        timeout = float(self.config.get("RPC_TIMEOUT", 10))
+        try:
+            with eventlet.Timeout(timeout):
+                return reply.result()
+        except eventlet.Timeout:
+            raise HttpError(503, {"_": [f"{service} did not answer within {timeout:.0f}s; retry with the same "
+                                        "Idempotency-Key"]}, "unavailable", {"Retry-After": "5"}) from None
+
+    def call(self, service: str, method: str, *args: Any, **kwargs: Any) -> tuple[int, Any]:
+        result = self._rpc(service, method, *args, **kwargs)
+        if result.get("errors") is not None:
+            raise HttpError(int(result["status"]), result["errors"], result.get("code", "refused"))
+        return int(result.get("status", 200)), result["data"]
+
+    def _authenticate(self, request: Request) -> keys.ApiKey:
+        presented = request.headers.get("X-API-Key") or ""
+        auth = request.headers.get("Authorization", "")
+        if not presented and auth.lower().startswith("bearer "):
+            presented = auth[7:].strip()
+        parsed = keys.parse(presented)
+        if not parsed:
+            raise HttpError(401, {"api_key": ["missing or malformed API key"]}, "unauthenticated",
+                            {"WWW-Authenticate": "Bearer"})
+        key_id, secret = parsed
+        with self.uow() as uow:
+            key = key_repo.find(uow.conn, key_id)
+        if not keys.verify(key, secret):
+            raise HttpError(401, {"api_key": ["unknown or revoked API key"]}, "unauthenticated",
+                            {"WWW-Authenticate": "Bearer"})
+        assert key is not None
+        return key
+
+    def _dispatch(self, fn: Callable[..., Any], request: Request, path_values: dict[str, Any], scope: str | None,
+                  body: type[Schema] | None, query: type[Schema] | None, ok_status: int) -> Response:
+        key = None
+        if scope is not None:
+            key = self._authenticate(request)
+            if scope not in key.scopes:
+                raise HttpError(403, {"api_key": [f"this key lacks the '{scope}' scope"]}, "forbidden")
+            wait = self.buckets.take(key.key_id, time.monotonic())
+            if wait > 0:
+                raise HttpError(429, {"api_key": ["rate limit exceeded"]}, "rate_limited",
+                                {"Retry-After": str(max(1, math.ceil(wait)))})
+        kwargs: dict[str, Any] = dict(path_values)
+        if body is not None:
+            payload = read_json(request, int(self.config.get("MAX_BODY_BYTES", 65536)))
+            if not isinstance(payload, dict):
+                raise HttpError(400, {"_body": ["a JSON object is required"]}, "bad_json")
+            kwargs["body"] = payload
+        if query is not None:
+            try:
+                kwargs["query"] = query().load(request.args.to_dict())
+            except ValidationError as exc:
+                raise HttpError(400, exc.messages if isinstance(exc.messages, dict) else {"_": exc.messages},
+                                "invalid_query") from None
+        result = fn(self, request, key=key, **kwargs)
+        if isinstance(result, Response):
+            return result
+        status, payload = result if isinstance(result, tuple) else (ok_status, result)
+        return json_response(status, payload)

@@ -1,0 +1,8 @@
+"""HTTP routes served by the intake service (through RPC). Mixed into GatewayService."""
+from __future__ import annotations
+
+from services.gateway.entrypoints.http_api import ApiBase
+
+
+class IntakeRoutes(ApiBase):
+    pass

@@ -1,0 +1,60 @@
+"""OpenAPI 3 document built from the route table and the marshmallow schemas (apispec)."""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from apispec import APISpec
+from apispec.ext.marshmallow import MarshmallowPlugin
+
+_CACHE: dict[int, dict[str, Any]] = {}
+ERROR = {"type": "object", "properties": {"error": {"type": "string"},
+                                          "errors": {"type": "object", "additionalProperties": True}}}
+
+
+def _path(werkzeug_path: str) -> tuple[str, list[str]]:
+    names = re.findall(r"<(?:\w+:)?(\w+)>", werkzeug_path)
+    return re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", werkzeug_path), names
+
+
+def openapi_document(routes: list[Any]) -> dict[str, Any]:
+    key = len(routes)
+    if key in _CACHE:
+        return _CACHE[key]
+    spec = APISpec(title="Property service requests API", version="1.0.0", openapi_version="3.0.3",
+                   plugins=[MarshmallowPlugin()],
+                   servers=[{"url": "http://127.0.0.1:8000"}])
+    spec.components.security_scheme("apiKey", {"type": "apiKey", "in": "header", "name": "X-API-Key"})
+    spec.components.schema("Error", ERROR)
+    paths: dict[str, dict[str, Any]] = {}
+    for r in routes:
+        path, params = _path(r.path)
+        op: dict[str, Any] = {"operationId": r.name, "summary": r.summary, "parameters": [
+            {"name": p, "in": "path", "required": True, "schema": {"type": "string", "maxLength": 40}} for p in params
+        ], "responses": {str(r.ok_status): {"description": "OK", "content": {"application/json": {"schema": {
+            "type": "object"}}}}}}
+        if r.scope:
+            op["security"] = [{"apiKey": []}]
+            op["description"] = f"Requires the `{r.scope}` scope."
+            for status, text in (("401", "No, a wrong or a revoked API key"), ("403", f"The key lacks `{r.scope}`"),
+                                 ("429", "Rate limit exceeded"), ("503", "A service did not answer in time")):
+                op["responses"][status] = {"description": text, "content": {"application/json": {
+                    "schema": {"$ref": "#/components/schemas/Error"}}}}
+        if r.body is not None:
+            op["requestBody"] = {"required": True, "content": {"application/json": {"schema": r.body}}}
+            for status, text in (("400", "Malformed JSON"), ("413", "Body too large"),
+                                 ("415", "Not application/json"), ("422", "Invalid fields, each named")):
+                op["responses"][status] = {"description": text, "content": {"application/json": {
+                    "schema": {"$ref": "#/components/schemas/Error"}}}}
+        if r.query is not None:
+            op["parameters"].append({"in": "query", "schema": r.query})
+            op["responses"]["400"] = {"description": "Invalid query", "content": {"application/json": {
+                "schema": {"$ref": "#/components/schemas/Error"}}}}
+        if params:
+            op["responses"]["404"] = {"description": "Not found", "content": {"application/json": {
+                "schema": {"$ref": "#/components/schemas/Error"}}}}
+        paths.setdefault(path, {})[r.method.lower()] = op
+    for path, ops in paths.items():
+        spec.path(path=path, operations=ops)
+    _CACHE[key] = spec.to_dict()
+    return _CACHE[key]

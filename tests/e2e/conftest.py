@@ -1,0 +1,103 @@
+"""The platform as real OS processes: the commands of deploy/processes.yml (as `make run` and compose run
+them), against the test database and vhost, on test ports. One platform per test session."""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+import requests
+
+from services.common import runner, topology
+from services.common.bootstrap import bootstrap
+from services.common.config import REPO_ROOT
+from services.gateway.keys import create_key
+from tests.support import amqp_uri, db_url, reset_vhost
+
+HTTP_PORT = int(os.environ.get("E2E_HTTP_PORT", "18000"))
+METRICS_BASE = int(os.environ.get("E2E_METRICS_BASE", "19100"))
+METRICS_PORTS = {"gateway": METRICS_BASE, "intake": METRICS_BASE + 1, "dispatch": METRICS_BASE + 2,
+                 "escalation": METRICS_BASE + 3, "feedback": METRICS_BASE + 4}
+LOG_DIR = REPO_ROOT / "tmp" / "e2e-logs"
+# Targets in seconds so warnings, breaches and ladder rungs happen within a test, on real processes.
+E2E_ENV = {
+    "ESCALATION_POLICY": str(REPO_ROOT / "tests" / "e2e" / "policy_seconds.yml"),
+    "FEEDBACK_SAMPLE_RATE": "1.0",
+    "TIMER_INTERVAL": "0.2",
+    "LOG_LEVEL": "INFO",
+}
+
+
+@dataclass
+class Platform:
+    base_url: str
+    keys: dict[str, str]
+    procs: dict[str, Any]
+    log_dir: Path
+    session: requests.Session = field(default_factory=requests.Session)
+
+    def api(self, method: str, path: str, key: str | None = "all", **kwargs: Any) -> requests.Response:
+        headers = dict(kwargs.pop("headers", {}) or {})
+        if key is not None:
+            headers.setdefault("X-API-Key", self.keys.get(key, key))
+        return self.session.request(method, f"{self.base_url}{path}", headers=headers, timeout=30, **kwargs)
+
+    def metrics(self, service: str) -> str:
+        return requests.get(f"http://127.0.0.1:{METRICS_PORTS[service]}/metrics", timeout=10).text
+
+    def logs(self) -> str:
+        return "\n".join(p.read_text(encoding="utf-8", errors="replace") for p in sorted(self.log_dir.glob("*.log")))
+
+    def alive(self) -> dict[str, int | None]:
+        return {name: p.poll() for name, p in self.procs.items()}
+
+
+def _wait_ready(base_url: str, procs: dict[str, Any], timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    pending = set(METRICS_PORTS)
+    while time.monotonic() < deadline:
+        dead = {n: p.returncode for n, p in procs.items() if p.poll() is not None}
+        if dead:
+            raise RuntimeError(f"processes exited during start: {dead}; see {LOG_DIR}")
+        for name in list(pending):
+            try:
+                requests.get(f"http://127.0.0.1:{METRICS_PORTS[name]}/metrics", timeout=1)
+                pending.discard(name)
+            except requests.RequestException:
+                pass
+        if not pending:
+            try:
+                if requests.get(f"{base_url}/health", timeout=1).ok:
+                    return
+            except requests.RequestException:
+                pass
+        time.sleep(0.2)
+    raise RuntimeError(f"platform not ready after {timeout}s (waiting for {pending}); see {LOG_DIR}")
+
+
+@pytest.fixture(scope="session")
+def platform() -> Iterator[Platform]:
+    reset_vhost()
+    bootstrap(os.environ["PROPSVC_DB"], drop=True)
+    topology.declare(amqp_uri())
+    keys = {
+        "all": create_key("e2e-desk", ["submit", "read", "staff", "pii", "admin"], db_url("gateway"))[1],
+        "submit": create_key("e2e-submitter", ["submit"], db_url("gateway"))[1],
+        "read": create_key("e2e-reader", ["read"], db_url("gateway"))[1],
+        "staff": create_key("e2e-staff", ["read", "staff"], db_url("gateway"))[1],
+    }
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    for old in LOG_DIR.glob("*.log"):
+        old.unlink()
+    per_process = {name: {"METRICS_PORT": str(port)} for name, port in METRICS_PORTS.items()}
+    per_process["gateway"]["HTTP_ADDRESS"] = f"127.0.0.1:{HTTP_PORT}"
+    procs = runner.start(env=E2E_ENV, log_dir=LOG_DIR, per_process_env=per_process)
+    base_url = f"http://127.0.0.1:{HTTP_PORT}"
+    try:
+        _wait_ready(base_url, procs)
+        yield Platform(base_url, keys, procs, LOG_DIR)
+    finally:
+        runner.stop(procs)
