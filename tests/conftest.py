@@ -18,3 +18,8 @@ TEST_VHOST = os.environ.setdefault("PROPSVC_TEST_VHOST", "propsvc_test")
 os.environ["PROPSVC_DB"] = TEST_DB
 os.environ["AMQP_URI"] = f"pyamqp://guest:guest@127.0.0.1:5672/{TEST_VHOST}"
 os.environ.setdefault("RABBIT_API", "http://guest:guest@127.0.0.1:15672/api")
+
+
+def pytest_addoption(parser):  # type: ignore[no-untyped-def]
+    parser.addoption("--compose", action="store_true", default=False,
+                     help="run the end-to-end suite against deploy/docker-compose.yml (needs a Docker engine)")

@@ -7,7 +7,8 @@ import socket
 import time
 import urllib.parse
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from typing import Any
+from collections.abc import Callable, Iterator
 
 import psycopg
 import requests
@@ -43,7 +44,8 @@ def reset_vhost() -> None:
     rabbit_api("DELETE", f"/vhosts/{vhost()}")
     r = rabbit_api("PUT", f"/vhosts/{vhost()}", json={})
     r.raise_for_status()
-    rabbit_api("PUT", f"/permissions/{vhost()}/guest", json={"configure": ".*", "write": ".*", "read": ".*"}).raise_for_status()
+    everything = {"configure": ".*", "write": ".*", "read": ".*"}
+    rabbit_api("PUT", f"/permissions/{vhost()}/guest", json=everything).raise_for_status()
 
 
 def queue_info(name: str) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import yaml
@@ -15,13 +16,13 @@ import yaml
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::([^}]*))?\}")
 
 
-def expand(value: str, env: dict[str, str] | None = None) -> str:
-    env = os.environ if env is None else env
+def expand(value: str, env: Mapping[str, str] | None = None) -> str:
+    source: Mapping[str, str] = os.environ if env is None else env
 
     def sub(m: re.Match[str]) -> str:
         name, default = m.group(1), m.group(2)
-        if name in env:
-            return env[name]
+        if name in source:
+            return source[name]
         if default is None:
             raise KeyError(f"configuration needs environment variable {name}")
         return default
@@ -29,7 +30,7 @@ def expand(value: str, env: dict[str, str] | None = None) -> str:
     return _PLACEHOLDER.sub(sub, value)
 
 
-def _walk(node: Any, env: dict[str, str] | None) -> Any:
+def _walk(node: Any, env: Mapping[str, str] | None) -> Any:
     if isinstance(node, dict):
         return {k: _walk(v, env) for k, v in node.items()}
     if isinstance(node, list):
@@ -41,7 +42,7 @@ def _walk(node: Any, env: dict[str, str] | None) -> Any:
     return node
 
 
-def load_config(path: str | Path, env: dict[str, str] | None = None) -> dict[str, Any]:
+def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> dict[str, Any]:
     with open(path, encoding="utf-8") as fh:
         raw = yaml.safe_load(fh) or {}
     return _walk(raw, env)

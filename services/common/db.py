@@ -12,13 +12,14 @@ import services.common  # noqa: F401  (sets PSYCOPG_WAIT_FUNC before psycopg is 
 import json
 import logging
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
+from collections.abc import Callable, Iterable
 from urllib.parse import urlparse
 
 import psycopg
-from psycopg.rows import dict_row
+from psycopg.rows import dict_row, tuple_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
@@ -49,7 +50,7 @@ def envelope(event: Event, producer: str, *, now: datetime, correlation_id: str 
         "event_type": event.event_type,
         "version": event.version,
         "producer": producer,
-        "occurred_at": now.astimezone(timezone.utc).isoformat(),
+        "occurred_at": now.astimezone(UTC).isoformat(),
         "correlation_id": correlation_id or ctx.get("correlation_id") or str(uuid.uuid4()),
         "request_no": data.get("request_no") or getattr(event, "request_no", None),
         "data": data,
@@ -64,7 +65,7 @@ class UnitOfWork:
         self.pool = pool
         self.service = service
         self._on_commit = on_commit
-        self._clock = clock or (lambda: datetime.now(timezone.utc))
+        self._clock = clock or (lambda: datetime.now(UTC))
         self.conn: psycopg.Connection[dict[str, Any]]
         self._published = 0
         self.committed = False
@@ -72,9 +73,10 @@ class UnitOfWork:
     def now(self) -> datetime:
         return self._clock()
 
-    def __enter__(self) -> "UnitOfWork":
-        self.conn = self.pool.getconn()
-        self.conn.row_factory = dict_row
+    def __enter__(self) -> UnitOfWork:
+        conn: Any = self.pool.getconn()
+        conn.row_factory = dict_row
+        self.conn = conn
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -82,7 +84,9 @@ class UnitOfWork:
             if not self.committed and not self.conn.closed:
                 self.conn.rollback()
         finally:
-            self.pool.putconn(self.conn)
+            # Other users of the pool (relay, collectors) read tuples: hand the connection back as found.
+            self.conn.row_factory = tuple_row  # type: ignore[assignment]
+            self.pool.putconn(self.conn)  # type: ignore[arg-type]
 
     def execute(self, sql: str, params: Any = None) -> psycopg.Cursor[dict[str, Any]]:
         return self.conn.execute(sql, params)  # type: ignore[arg-type]

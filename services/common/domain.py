@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from typing import Any, ClassVar
 
 
@@ -58,4 +58,4 @@ def utc(dt: datetime) -> datetime:
     """Refuse naive datetimes early: every instant in the platform is timezone-aware UTC."""
     if dt.tzinfo is None:
         raise ValueError("naive datetime; the platform stores UTC-aware instants only")
-    return dt.astimezone(timezone.utc)
+    return dt.astimezone(UTC)

@@ -10,7 +10,8 @@ import logging
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
+from collections.abc import Callable, Iterable
 
 import eventlet
 import psycopg
@@ -42,7 +43,7 @@ class NotReady(Exception):
 
 # --------------------------------------------------------------------------------------------------- store
 class _OutboxCollector:
-    def __init__(self, store: "Store") -> None:
+    def __init__(self, store: Store) -> None:
         self.store = store
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
@@ -143,14 +144,15 @@ class Store(DependencyProvider):
                 pass
 
     def relay_once(self, publisher: Publisher) -> int:
+        failure: Exception | None = None
         with self.pool.connection() as conn:
             rows = conn.execute(
                 "SELECT id, exchange, routing_key, body FROM outbox ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
                 (self.batch_size,),
             ).fetchall()
             sent: list[int] = []
-            try:
-                for row_id, exchange_name, routing_key, body in rows:
+            for row_id, exchange_name, routing_key, body in rows:
+                try:
                     publisher.publish(
                         body,
                         exchange=topology.exchange(exchange_name),
@@ -160,16 +162,23 @@ class Store(DependencyProvider):
                         correlation_id=body.get("correlation_id"),
                         headers={"event_type": routing_key, "producer": self.service},
                     )
-                    sent.append(row_id)
-            except UndeliverableMessage:
-                metrics.OUTBOX_PUBLISH_ERRORS.labels(self.service, "unroutable").inc()
-                log.warning("event %s unroutable: a consumer queue is missing; redeclaring topology", routing_key)
-                topology.declare(self.amqp_uri)
-            finally:
-                if sent:
-                    conn.execute("DELETE FROM outbox WHERE id = ANY(%s)", (sent,))
-                    metrics.OUTBOX_PUBLISHED.labels(self.service).inc(len(sent))
-            return len(sent)
+                except UndeliverableMessage:
+                    metrics.OUTBOX_PUBLISH_ERRORS.labels(self.service, "unroutable").inc()
+                    log.warning("event %s unroutable: a consumer queue is missing; redeclaring", routing_key)
+                    topology.declare(self.amqp_uri)
+                    break
+                except Exception as exc:  # the broker went away: keep this row and the rest for later
+                    failure = exc
+                    break
+                sent.append(row_id)
+            # Rows the broker confirmed are removed even when a later one failed.
+            if sent:
+                conn.execute("DELETE FROM outbox WHERE id = ANY(%s)", (sent,))
+        if sent:
+            metrics.OUTBOX_PUBLISHED.labels(self.service).inc(len(sent))
+        if failure is not None:
+            raise failure
+        return len(sent)
 
 
 # ----------------------------------------------------------------------------------------- observability
@@ -232,31 +241,27 @@ class ReliableConsumer(Consumer):
         super().setup()
 
     # -- dead letters
-    def dead_letter(self, message: Any, reason: str, detail: Any, body: Any = None) -> None:
-        if body is None:
-            try:
-                body = message.body.decode("utf-8", errors="replace") if isinstance(message.body, bytes) else message.body
-            except Exception:
-                body = repr(message.body)
+    def dead_letter(self, message: Any, reason: str, detail: Any) -> None:
+        """Park the message, byte for byte as it came, in `<queue>.dlq` with the reason in its headers."""
         headers = {
             "x-reason": reason,
             "x-error": json.dumps(detail, ensure_ascii=False, default=str)[:4000],
             "x-original-routing-key": message.delivery_info.get("routing_key", ""),
             "x-original-exchange": message.delivery_info.get("exchange", ""),
-            "x-original-content-type": message.content_type or "",
         }
-        self.dlq_publisher.publish(body, exchange=topology.exchange(topology.DLX), routing_key=self.queue.name,
-                                   headers=headers, mandatory=True, message_id=message.properties.get("message_id"))
+        raw = message.body if isinstance(message.body, bytes) else str(message.body).encode("utf-8")
+        self.dlq_publisher.publish(raw, exchange=topology.exchange(topology.DLX), routing_key=self.queue.name,
+                                   headers=headers, mandatory=True, serializer=None,
+                                   content_type=message.content_type or "application/octet-stream",
+                                   content_encoding=message.content_encoding or "binary",
+                                   message_id=message.properties.get("message_id"))
         metrics.EVENTS_DEAD_LETTERED.labels(self.service, self.queue.name, reason).inc()
         log.warning("dead-lettered a message from %s: %s %s", self.queue.name, reason,
                     json.dumps(detail, ensure_ascii=False, default=str)[:500])
         self.queue_consumer.ack_message(message)
 
     def on_decode_error(self, message: Any, exc: Exception) -> None:
-        raw = message.body
-        if isinstance(raw, bytes):
-            raw = raw.decode("utf-8", errors="replace")
-        self.dead_letter(message, "undecodable", {"_body": [f"{type(exc).__name__}: {exc}"[:500]]}, body=raw)
+        self.dead_letter(message, "undecodable", {"_body": [f"{type(exc).__name__}: {exc}"[:500]]})
 
     # -- handling
     def handle_message(self, body: Any, message: Any) -> None:

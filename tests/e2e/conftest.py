@@ -6,7 +6,8 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
+from collections.abc import Iterator
 
 import pytest
 import requests
@@ -78,8 +79,24 @@ def _wait_ready(base_url: str, procs: dict[str, Any], timeout: float = 90) -> No
     raise RuntimeError(f"platform not ready after {timeout}s (waiting for {pending}); see {LOG_DIR}")
 
 
+def docker_engine_available() -> bool:
+    import shutil
+    import subprocess
+    if shutil.which("docker") is None:
+        return False
+    return subprocess.run(["docker", "info"], capture_output=True).returncode == 0
+
+
 @pytest.fixture(scope="session")
-def platform() -> Iterator[Platform]:
+def docker_compose_file() -> str:
+    return str(REPO_ROOT / "deploy" / "docker-compose.yml")
+
+
+@pytest.fixture(scope="session")
+def platform(request: pytest.FixtureRequest) -> Iterator[Platform]:
+    if request.config.getoption("--compose"):
+        yield from _compose_platform(request)
+        return
     reset_vhost()
     bootstrap(os.environ["PROPSVC_DB"], drop=True)
     topology.declare(amqp_uri())
@@ -101,3 +118,26 @@ def platform() -> Iterator[Platform]:
         yield Platform(base_url, keys, procs, LOG_DIR)
     finally:
         runner.stop(procs)
+
+
+def _compose_platform(request: pytest.FixtureRequest) -> Iterator[Platform]:
+    """The same suite against the compose stack (pytest-docker). The stack must publish Postgres and the
+    RabbitMQ management API on localhost for the tests that read the services' tables (see deploy/.env)."""
+    import subprocess
+    if not docker_engine_available():
+        pytest.skip("--compose needs a Docker engine (`docker info` failed); the static compose checks in "
+                    "tests/unit/ops still run")
+    docker_services = request.getfixturevalue("docker_services")
+    base_url = "http://127.0.0.1:8000"
+    docker_services.wait_until_responsive(timeout=180, pause=1,
+                                          check=lambda: requests.get(f"{base_url}/health", timeout=2).ok)
+    compose = ["docker", "compose", "-f", str(REPO_ROOT / "deploy" / "docker-compose.yml"), "exec", "-T", "gateway",
+               "python", "-m", "services.gateway.keys", "create"]
+    keys = {}
+    for name, scopes in {"all": "submit,read,staff,pii,admin", "submit": "submit", "read": "read",
+                         "staff": "read,staff"}.items():
+        out = subprocess.run([*compose, "--client", f"e2e-{name}", "--scopes", scopes], capture_output=True,
+                             text=True, check=True)
+        import json
+        keys[name] = json.loads(out.stdout)["key"]
+    yield Platform(base_url, keys, {}, LOG_DIR)

@@ -106,6 +106,9 @@ class WorkOrderCreatedSchema(WorkOrderEventSchema):
     paid_service = fields.Boolean(required=True)
     created_at = fields.AwareDateTime(required=True)
     by = fields.String(required=True)
+    # Optional addition: set on the linked work order opened for feedback's FollowUpRaised, so escalation can
+    # stop the revisit_fix clock; absent (null) on every other work order.
+    follow_up_of = fields.UUID(allow_none=True, load_default=None)
 
 
 @event_schema(

@@ -15,6 +15,7 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate, valida
 from services.common.contract.intake import CATEGORIES, CHANNELS, PRIORITIES
 
 MACHINE_CHANNELS = ("iot", "call_centre", "patrol", "online", "email")
+PHONE_ERROR = "not a Chinese mobile or landline number"
 PHONE = re.compile(r"^(1[3-9]\d{9}|0\d{2,3}-?\d{7,8}|\+861[3-9]\d{9})$")
 CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffe\uffff]")
@@ -33,8 +34,8 @@ class Text(fields.String):
 
 
 def code(max_len: int, **kwargs: Any) -> Text:
-    return Text(validate=[validate.Length(min=1, max=max_len), validate.Regexp(CODE, error="letters, digits and _.:- only")],
-                **kwargs)
+    rules = [validate.Length(min=1, max=max_len), validate.Regexp(CODE, error="letters, digits and _.:- only")]
+    return Text(validate=rules, **kwargs)
 
 
 class StrictSchema(Schema):
@@ -47,7 +48,7 @@ class ReporterSchema(StrictSchema):
 
     kind = fields.String(required=True, validate=validate.OneOf(["resident", "tenant", "visitor", "staff", "system"]))
     name = Text(validate=validate.Length(min=1, max=50), load_default=None, allow_none=True)
-    phone = Text(validate=validate.Regexp(PHONE, error="not a Chinese mobile or landline number"),
+    phone = Text(validate=validate.Regexp(PHONE, error=PHONE_ERROR),
                  load_default=None, allow_none=True)
 
 
@@ -65,7 +66,7 @@ class IotDetails(StrictSchema):
 
 
 class CallDetails(StrictSchema):
-    caller_number = Text(required=True, validate=validate.Regexp(PHONE, error="not a Chinese mobile or landline number"))
+    caller_number = Text(required=True, validate=validate.Regexp(PHONE, error=PHONE_ERROR))
     call_id = code(100, required=True)
     queue = code(40, load_default=None, allow_none=True)
 
@@ -103,8 +104,8 @@ class SubmitRequestSchema(StrictSchema):
     source = code(40, required=True)
     external_id = code(100, load_default=None, allow_none=True)
     channel = fields.String(required=True, validate=validate.OneOf(CHANNELS))
-    property_id = Text(required=True, validate=[validate.Length(min=1, max=20),
-                                                 validate.Regexp(r"^[A-Z0-9]+$", error="upper-case letters and digits")])
+    property_id = Text(required=True, validate=[
+        validate.Length(min=1, max=20), validate.Regexp(r"^[A-Z0-9]+$", error="upper-case letters and digits")])
     building = Text(validate=validate.Length(min=1, max=40), load_default=None, allow_none=True)
     unit = Text(validate=validate.Length(min=1, max=40), load_default=None, allow_none=True)
     area = Text(validate=validate.Length(min=1, max=80), load_default=None, allow_none=True)

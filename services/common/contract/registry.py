@@ -67,7 +67,8 @@ class EnvelopeSchema(Schema):
     event_id = fields.UUID(required=True)
     event_type = fields.String(required=True, validate=validate.Length(min=1, max=80))
     version = fields.Integer(required=True, validate=validate.Range(min=1, max=1000))
-    producer = fields.String(required=True, validate=validate.OneOf(["intake", "dispatch", "escalation", "feedback", "gateway"]))
+    producer = fields.String(required=True,
+                             validate=validate.OneOf(["intake", "dispatch", "escalation", "feedback", "gateway"]))
     occurred_at = fields.AwareDateTime(required=True)
     correlation_id = fields.String(required=True, validate=validate.Length(min=1, max=100))
     request_no = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=40))

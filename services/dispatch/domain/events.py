@@ -33,6 +33,7 @@ class WorkOrderCreated(WorkOrderEvent):
     paid_service: bool
     created_at: datetime
     by: str
+    follow_up_of: UUID | None = None  # the work order a return visit found unfinished (feedback's follow-up)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -74,7 +74,7 @@ class ShiftHandover:
     def publish(cls, *, id: UUID, property_id: str, department: str, orders: Iterable[WorkOrder],
                 incoming_shift: str, shift_date: date, now: datetime, outgoing_shift: str | None = None,
                 incoming_lead: str | None = None, sla: Mapping[UUID, str] | None = None,
-                ack_minutes: int = DEFAULT_ACK_MINUTES) -> tuple[ShiftHandover, ev.ShiftHandoverPublished]:
+                ack_minutes: float = DEFAULT_ACK_MINUTES) -> tuple[ShiftHandover, ev.ShiftHandoverPublished]:
         """The handover of `department` at `property_id` for the shift starting now. Only unfinished work orders of
         that department and property are listed, the most urgent first. `sla` may carry escalation's own states."""
         now = utc(now)

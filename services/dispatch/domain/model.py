@@ -122,6 +122,7 @@ class WorkOrder:
     closed_at: datetime | None = None
     night: bool = False  # assigned during the night shift (escalation's on-site target depends on it)
     rejections: int = 0
+    follow_up_of: UUID | None = None
     version: int = 0
     history: list[HistoryEntry] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
@@ -131,20 +132,21 @@ class WorkOrder:
     @classmethod
     def create(cls, *, id: UUID, request_no: str, property_id: str, route: Route, category: str,
                subcategory: str | None, priority: str, building: str | None, unit: str | None, area: str | None,
-               paid_service: bool, now: datetime, by: str = "system", due_at: datetime | None = None) -> WorkOrder:
+               paid_service: bool, now: datetime, by: str = "system", due_at: datetime | None = None,
+               follow_up_of: UUID | None = None) -> WorkOrder:
         now = utc(now)
         public_area = unit is None
         wo = cls(
             id=id, request_no=request_no, property_id=property_id, department=route.department, category=category,
             subcategory=subcategory, priority=priority, assign_to=route.assign_to, skill=route.skill,
             building=building, unit=unit, area=area, paid_service=is_chargeable(paid_service, public_area),
-            created_at=now, due_at=utc(due_at) if due_at else None,
+            created_at=now, due_at=utc(due_at) if due_at else None, follow_up_of=follow_up_of,
         )
         wo.history.append(HistoryEntry("", "unassigned", now, by, f"routed by {route.rule}"))
         wo._record(ev.WorkOrderCreated(
             **wo._ids(), category=category, subcategory=subcategory, priority=priority, assign_to=route.assign_to,
             skill=route.skill, route_rule=route.rule, building=building, unit=unit, area=area,
-            public_area=public_area, paid_service=wo.paid_service, created_at=now, by=by,
+            public_area=public_area, paid_service=wo.paid_service, created_at=now, by=by, follow_up_of=follow_up_of,
         ))
         return wo
 

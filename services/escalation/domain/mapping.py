@@ -42,6 +42,14 @@ def _r(verb: Verb, clock: str, *at: str, subject: str = "request_no", only_if: s
 
 S, T, P, R, RT, C = Verb.START, Verb.STOP, Verb.PAUSE, Verb.RESUME, Verb.RETARGET, Verb.CANCEL
 
+# Reconciled with the producers' contracts (services/common/contract/intake.py, dispatch.py, feedback.py).
+# Rows whose event type nobody publishes yet (kept so that the producer only has to publish it):
+# SupervisorCalledIn / SupervisorAnswered, RequestMarkedComplex / PlanGiven, ComplaintReplied, FirstResponseGiven.
+# The on-site clock runs from the assignment; an appointment pauses the work order (reason appointment_booked),
+# which pauses the clock, so the appointment time is covered by the pause.
+_REQUEST_CLOCKS = ("acknowledge", "first_response", "supervisor_answer", "on_site", "resolution", "plan",
+                   "complaint_reply")
+
 CLOCK_TABLE: dict[str, tuple[Row, ...]] = {
     "RequestRegistered": (
         _r(S, "acknowledge", "registered_at"),
@@ -50,13 +58,15 @@ CLOCK_TABLE: dict[str, tuple[Row, ...]] = {
         _r(S, "complaint_reply", "registered_at"),
     ),
     "RequestAcknowledged": (_r(T, "acknowledge", "acknowledged_at"),),
+    # A consultation answered on the spot: the resident was acknowledged and answered.
+    "RequestAnsweredAtDesk": (_r(T, "acknowledge", "answered_at"), _r(T, "first_response", "answered_at")),
     "FirstResponseGiven": (_r(T, "first_response", "responded_at"),),
     "SupervisorCalledIn": (_r(S, "supervisor_answer", "called_at"),),
     "SupervisorAnswered": (_r(T, "supervisor_answer", "answered_at"),),
-    # An assignment is the first staff response; the on-site clock runs from the appointment when there is one.
+    # An assignment is the first staff response and starts the on-site clock.
     "WorkOrderAssigned": (
         _r(T, "first_response", "assigned_at"),
-        _r(S, "on_site", "appointment_at", "assigned_at"),
+        _r(S, "on_site", "assigned_at"),
     ),
     "TechnicianArrived": (_r(T, "on_site", "arrived_at"),),
     "WorkOrderPaused": (_r(P, "on_site", "paused_at"), _r(P, "resolution", "paused_at")),
@@ -65,8 +75,9 @@ CLOCK_TABLE: dict[str, tuple[Row, ...]] = {
         _r(T, "resolution", "resolved_at"),
         _r(S, "return_visit", "resolved_at"),
     ),
-    "ReturnVisitDone": (_r(T, "return_visit", "done_at", "visited_at"),),
+    "ReturnVisitDone": (_r(T, "return_visit", "done_at"),),
     "FollowUpRaised": (_r(S, "revisit_fix", "raised_at"),),
+    # follow_up_of: optional field dispatch adds to WorkOrderCreated for a work order raised by a return visit.
     "WorkOrderCreated": (_r(T, "revisit_fix", "created_at", only_if="follow_up_of"),),
     "RequestMarkedComplex": (_r(S, "plan", "marked_at"),),
     "PlanGiven": (_r(T, "plan", "given_at"),),
@@ -77,7 +88,13 @@ CLOCK_TABLE: dict[str, tuple[Row, ...]] = {
     "ShiftHandoverAcknowledged": (_r(T, "handover", "acknowledged_at", subject="handover_id"),),
     "RequestReclassified": (_r(RT, "*", "reclassified_at"),),
     "RequestCancelled": (_r(C, "*", "cancelled_at"),),
+    # Closing a request ends its own clocks; the after-care clocks (return visit, revisit fix, letter
+    # confirmation) run on after the close.
+    "RequestClosed": tuple(_r(C, c, "closed_at") for c in _REQUEST_CLOCKS),
 }
+
+# Event types that change the facts the condition rules read, without touching a clock.
+FACT_EVENTS = ("IncidentClustered", "ResidentRejected")
 
 
 @dataclass(frozen=True)
@@ -109,6 +126,8 @@ def actions_for(event_type: str, data: Mapping[str, Any], occurred_at: datetime)
         if row.only_if is not None and not data.get(row.only_if):
             continue
         subject = data.get(row.subject)
+        if subject is not None and not isinstance(subject, str):
+            subject = str(subject)  # a handover id arrives as a UUID
         if not isinstance(subject, str) or not subject:
             raise DomainError(f"{event_type} carries no {row.subject}", field=row.subject)
         at = next((i for i in (_instant(data.get(f)) for f in row.at) if i is not None), None) or utc(occurred_at)
@@ -116,6 +135,7 @@ def actions_for(event_type: str, data: Mapping[str, Any], occurred_at: datetime)
         if row.verb is Verb.PAUSE and not reason:
             reason = "paused"
         if row.verb in (Verb.RETARGET, Verb.CANCEL) and not reason:
-            reason = "reclassified" if row.verb is Verb.RETARGET else "request cancelled"
+            reason = "reclassified" if row.verb is Verb.RETARGET else (
+                "request closed" if event_type == "RequestClosed" else "request cancelled")
         out.append(ClockAction(row.verb, row.clock, subject, at, reason))
     return out

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from collections.abc import Iterable
 from uuid import UUID
 
@@ -223,6 +223,30 @@ class ReturnVisit:
                                       f.raised_at, f.due_at))
         new.insert(0, ReturnVisitDone(self.visit_id, self.request_no, outcome.method, outcome.visited_by, now,
                                       on_time=now <= self.due_at, follow_up_raised=self.follow_up is not None))
+        self.events.extend(new)
+        return new
+
+    def gives_up_at(self, policy: FeedbackPolicy) -> datetime | None:
+        """When an unreached visit is recorded as failed if its last planned retry was never made: the last retry's
+        planned time (counted from the first failure, like the retries) plus the policy's lapse."""
+        failures = [a for a in self.attempts if not a.reached]
+        if self.state != "scheduled" or not failures:
+            return None
+        last_retry = failures[0].at + (policy.retry_after[-1] if policy.retry_after else timedelta(0))
+        return last_retry + policy.retry_lapse
+
+    def record_lapsed(self, *, now: datetime, policy: FeedbackPolicy) -> list[Event]:
+        """The last retry lapsed without the resident being reached: the visit failed (unreachable)."""
+        now = utc(now)
+        check_visit_transition(self.state, "failed")
+        give_up = self.gives_up_at(policy)
+        if give_up is None or now < give_up:
+            raise DomainError(f"return visit {self.visit_id} still has retries to make", field="visit_id",
+                              code="not_lapsed")
+        self.state = "failed"
+        self.failed_at = now
+        self.next_attempt_at = None
+        new: list[Event] = [ReturnVisitFailed(self.visit_id, self.request_no, "unreachable", len(self.attempts), now)]
         self.events.extend(new)
         return new
 

@@ -43,6 +43,9 @@ class FeedbackPolicy:
     # Offsets from the first failed attempt: "after 2 h, next day, 2 days"; after the last one the resident is
     # recorded as unreachable.
     retry_after: tuple[timedelta, ...] = (timedelta(hours=2), timedelta(days=1), timedelta(days=2))
+    # How long after the last planned retry the visit waits for that retry to be made before it is recorded as
+    # failed (unreachable) by the service's timer.
+    retry_lapse: timedelta = timedelta(hours=4)
     audit_sampling: SamplingConfig = SamplingConfig()
     follow_up_within: timedelta = timedelta(hours=24)
     letter_confirmation_after: timedelta = timedelta(days=3)
@@ -55,7 +58,7 @@ class FeedbackPolicy:
     def from_mapping(cls, raw: Mapping[str, Any] | None) -> FeedbackPolicy:
         """Build from the nested mapping of the config file; a missing key keeps its default.
 
-        return_visit: {sample_rate, seed_id, seed, due_within_hours, retry_after_hours: [..]}
+        return_visit: {sample_rate, seed_id, seed, due_within_hours, retry_after_hours: [..], retry_lapse_hours}
         audit: {sample_rate, seed_id, seed}
         follow_up: {within_hours}
         letters: {confirmation_after_days}
@@ -81,6 +84,7 @@ class FeedbackPolicy:
             ),
             return_visit_due_within=_hours(rv, "due_within_hours", d.return_visit_due_within),
             retry_after=(tuple(timedelta(hours=float(h)) for h in retry) if retry is not None else d.retry_after),
+            retry_lapse=_hours(rv, "retry_lapse_hours", d.retry_lapse),
             audit_sampling=SamplingConfig(
                 rate=float(au.get("sample_rate", au_s.rate)),
                 # The audit reuses the return-visit seed unless given its own: the purpose is part of the hashed key,

@@ -28,6 +28,6 @@ def revoke(conn: Any, key_id: str) -> bool:
 
 
 def list_keys(conn: Any) -> list[dict[str, Any]]:
-    rows = conn.execute("SELECT key_id, client, scopes, created_at, revoked_at FROM api_keys ORDER BY created_at").fetchall()
-    return [dict(zip(("key_id", "client", "scopes", "created_at", "revoked_at"), r)) if not isinstance(r, dict) else r
-            for r in rows]
+    columns = ("key_id", "client", "scopes", "created_at", "revoked_at")
+    rows = conn.execute(f"SELECT {', '.join(columns)} FROM api_keys ORDER BY created_at").fetchall()
+    return [r if isinstance(r, dict) else dict(zip(columns, r, strict=True)) for r in rows]

@@ -19,6 +19,7 @@ from typing import Any
 from collections.abc import Callable
 
 from marshmallow import Schema, ValidationError
+from nameko.exceptions import UnknownService
 from nameko.web.handlers import http
 from prometheus_client import Counter, Histogram
 from werkzeug.wrappers import Request, Response
@@ -125,7 +126,8 @@ def validated(schema: type[Schema], body: dict[str, Any]) -> dict[str, Any]:
     try:
         return schema().load(body)
     except ValidationError as exc:
-        raise HttpError(422, exc.messages if isinstance(exc.messages, dict) else {"_": exc.messages}, "invalid") from None
+        errors = exc.messages if isinstance(exc.messages, dict) else {"_": exc.messages}
+        raise HttpError(422, errors, "invalid") from None
 
 
 def jsonable(data: dict[str, Any]) -> dict[str, Any]:
@@ -146,11 +148,14 @@ class ApiBase:
 
     def _rpc(self, service: str, method: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
         proxy = getattr(self, service)
-        reply = getattr(proxy, method).call_async(*args, **kwargs)
         timeout = float(self.config.get("RPC_TIMEOUT", 10))
         try:
+            reply = getattr(proxy, method).call_async(*args, **kwargs)
             with eventlet.Timeout(timeout):
                 return reply.result()
+        except UnknownService:
+            # No instance of the service is consuming: nothing was sent, so nothing happens later either.
+            raise HttpError(503, {"_": [f"{service} is not running"]}, "unavailable", {"Retry-After": "5"}) from None
         except eventlet.Timeout:
             raise HttpError(503, {"_": [f"{service} did not answer within {timeout:.0f}s; retry with the same "
                                         "Idempotency-Key"]}, "unavailable", {"Retry-After": "5"}) from None

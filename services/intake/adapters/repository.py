@@ -2,17 +2,40 @@
 from __future__ import annotations
 
 import json
-from datetime import date
+import uuid
+from datetime import date, datetime
 from typing import Any
 
+from psycopg.rows import tuple_row
 from psycopg.types.json import Jsonb
 
 from services.common.db import UnitOfWork
+from services.intake.domain.classification import Classification
+from services.intake.domain.duplicates import Incident
+from services.intake.domain.letters import Letter
+from services.intake.domain.model import Acknowledgement, Handover, Reporter, Request, masked_channel_details
+
+
+# --- places ---------------------------------------------------------------------------------------------------------
+
+def lookup_place(uow: UnitOfWork, property_id: str, unit: str | None) -> dict[str, Any] | None:
+    """The property (None when unknown), whether it keeps a unit list, and the unit's building if listed."""
+    return uow.execute(
+        "SELECT p.property_id, EXISTS (SELECT 1 FROM units x WHERE x.property_id = p.property_id) AS has_units, "
+        "u.building AS unit_building FROM properties p "
+        "LEFT JOIN units u ON u.property_id = p.property_id AND u.unit = %s WHERE p.property_id = %s",
+        (unit, property_id)).fetchone()
 
 
 def property_exists(uow: UnitOfWork, property_id: str) -> bool:
     return uow.execute("SELECT 1 FROM properties WHERE property_id = %s", (property_id,)).fetchone() is not None
 
+
+def property_ids(uow: UnitOfWork) -> list[str]:
+    return [r["property_id"] for r in uow.execute("SELECT property_id FROM properties ORDER BY 1").fetchall()]
+
+
+# --- numbering and idempotency ---------------------------------------------------------------------------------------
 
 def find_by_external_id(uow: UnitOfWork, source: str, external_id: str) -> str | None:
     row = uow.execute("SELECT request_no FROM requests WHERE source = %s AND external_id = %s",
@@ -22,48 +45,222 @@ def find_by_external_id(uow: UnitOfWork, source: str, external_id: str) -> str |
 
 def next_seq(uow: UnitOfWork, property_id: str, local_day: date) -> int:
     """Issue the next number in a transaction of its own: the row lock lasts one statement, not a whole
-    registration. A registration that then fails leaves a gap in the day's numbers, never a duplicate."""
-    with uow.pool.connection() as conn:
-        row = conn.execute(
+    registration. A registration that then fails leaves a gap in the day's numbers, never a duplicate.
+
+    It runs on the unit of work's own connection and commits there, so the caller must not have written or
+    locked anything yet. A second pooled connection per registration starved the pool: with more workers than
+    connections, every holder waited for a second one (PoolTimeout under 200 concurrent submissions)."""
+    with uow.conn.cursor(row_factory=tuple_row) as cur:
+        row = cur.execute(
             "INSERT INTO request_numbers (property_id, local_day, last_seq) VALUES (%s, %s, 1) "
             "ON CONFLICT (property_id, local_day) DO UPDATE SET last_seq = request_numbers.last_seq + 1 "
             "RETURNING last_seq", (property_id, local_day)).fetchone()
+    uow.conn.commit()
+    assert row is not None
     return int(row[0])
 
 
-def insert_request(uow: UnitOfWork, r: dict[str, Any]) -> bool:
+# --- duplicates and clusters -----------------------------------------------------------------------------------------
+
+def probable_duplicates(uow: UnitOfWork, *, property_id: str, unit: str | None, category: str, phone: str | None,
+                        since: datetime, until: datetime) -> list[dict[str, Any]]:
+    """At most two rows: the earliest live request of the same unit and class, and the earliest from the same
+    phone, both within [since, until]. Each is one range scan of an index (requests_unit_class, contacts_caller)."""
+    return uow.execute(
+        """(SELECT r.request_no, r.property_id, r.registered_at, r.category, r.subcategory, r.building, r.unit,
+                   r.area, NULL::text AS phone, r.status, r.duplicate_of
+              FROM requests r
+             WHERE %(unit)s::text IS NOT NULL AND r.property_id = %(property_id)s AND r.unit = %(unit)s
+               AND r.category = %(category)s AND r.registered_at BETWEEN %(since)s AND %(until)s
+               AND r.status <> 'cancelled'
+             ORDER BY r.registered_at, r.request_no LIMIT 1)
+           UNION ALL
+           (SELECT r.request_no, r.property_id, r.registered_at, r.category, r.subcategory, r.building, r.unit,
+                   r.area, c.contact_phone, r.status, r.duplicate_of
+              FROM contacts c JOIN requests r USING (request_no)
+             WHERE %(phone)s::text IS NOT NULL AND c.property_id = %(property_id)s AND c.contact_phone = %(phone)s
+               AND c.registered_at BETWEEN %(since)s AND %(until)s AND r.status <> 'cancelled'
+             ORDER BY c.registered_at, c.request_no LIMIT 1)""",
+        {"property_id": property_id, "unit": unit, "category": category, "phone": phone, "since": since,
+         "until": until}).fetchall()
+
+
+def cluster_candidates(uow: UnitOfWork, *, property_id: str, category: str, subcategory: str,
+                       building: str | None, area: str | None, anywhere: bool, since: datetime, until: datetime,
+                       limit: int) -> list[dict[str, Any]]:
+    """The latest clustered related request (the incident to join) and up to `limit` unclustered ones, oldest
+    first: an index range scan on (property_id, subcategory, registered_at), bounded whatever the burst."""
+    params = {"property_id": property_id, "category": category, "subcategory": subcategory, "building": building,
+              "area": area, "anywhere": anywhere, "since": since, "until": until, "limit": limit}
+    where = ("r.property_id = %(property_id)s AND r.subcategory = %(subcategory)s AND r.category = %(category)s "
+             "AND r.registered_at BETWEEN %(since)s AND %(until)s AND r.status <> 'cancelled' "
+             "AND (%(anywhere)s OR r.building = %(building)s OR r.area = %(area)s)")
+    cols = ("r.request_no, r.property_id, r.registered_at, r.category, r.subcategory, r.building, r.unit, r.area, "
+            "r.status, r.duplicate_of, r.incident_id")
+    return uow.execute(
+        f"(SELECT {cols} FROM requests r WHERE {where} AND r.incident_id IS NOT NULL "
+        f" ORDER BY r.registered_at DESC LIMIT 1) UNION ALL "
+        f"(SELECT {cols} FROM requests r WHERE {where} AND r.incident_id IS NULL "
+        f" ORDER BY r.registered_at, r.request_no LIMIT %(limit)s)", params).fetchall()
+
+
+def lock_cluster(uow: UnitOfWork, key: str) -> None:
+    """Serialise the few registrations that may form or grow the same incident (until this transaction ends)."""
+    uow.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (key,))
+
+
+def incident_for_update(uow: UnitOfWork, incident_id: uuid.UUID) -> Incident | None:
+    row = uow.execute("SELECT * FROM incidents WHERE incident_id = %s FOR UPDATE", (incident_id,)).fetchone()
+    if row is None:
+        return None
+    return Incident(incident_id=row["incident_id"], property_id=row["property_id"], category=row["category"],
+                    subcategory=row["subcategory"], building=row["building"], area=row["area"],
+                    first_reported_at=row["first_reported_at"], request_nos=list(row["request_nos"]))
+
+
+def save_incident(uow: UnitOfWork, incident: Incident, now: datetime) -> None:
+    uow.execute(
+        "INSERT INTO incidents (incident_id, property_id, category, subcategory, building, area, first_reported_at, "
+        "request_nos, children_count, created_at, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+        "ON CONFLICT (incident_id) DO UPDATE SET request_nos = EXCLUDED.request_nos, "
+        "children_count = EXCLUDED.children_count, updated_at = EXCLUDED.updated_at",
+        (incident.incident_id, incident.property_id, incident.category, incident.subcategory, incident.building,
+         incident.area, incident.first_reported_at, incident.request_nos, incident.children_count, now, now))
+
+
+def set_incident(uow: UnitOfWork, incident_id: uuid.UUID, request_nos: list[str]) -> None:
+    if request_nos:
+        uow.execute("UPDATE requests SET incident_id = %s WHERE request_no = ANY(%s) AND incident_id IS NULL",
+                    (str(incident_id), request_nos))
+
+
+def get_incident(uow: UnitOfWork, incident_id: str) -> dict[str, Any] | None:
+    return uow.execute("SELECT * FROM incidents WHERE incident_id::text = %s", (incident_id,)).fetchone()
+
+
+# --- requests ----------------------------------------------------------------------------------------------------------
+
+def insert_request(uow: UnitOfWork, request: Request, *, vip: bool, compensation_demanded: bool,
+                   reported_at: datetime | None, letter_id: uuid.UUID | None = None) -> bool:
     """False when (source, external_id) was registered concurrently by another delivery."""
+    c = request.classification
     row = uow.execute(
-        """INSERT INTO requests (request_no, property_id, building, unit, area, channel, source, external_id,
-               category, subcategory, priority, emergency, confidence, auto_classification, override_classification,
-               complaint_valid, status, owner_agent, reporter_kind, description, details, paid_service, vip,
-               compensation_demanded, duplicate_of, incident_id, registered_at, reported_at)
-           VALUES (%(request_no)s, %(property_id)s, %(building)s, %(unit)s, %(area)s, %(channel)s, %(source)s,
-               %(external_id)s, %(category)s, %(subcategory)s, %(priority)s, %(emergency)s, %(confidence)s,
-               %(auto_classification)s, %(override_classification)s, %(complaint_valid)s, %(status)s,
-               %(owner_agent)s, %(reporter_kind)s, %(description)s, %(details)s, %(paid_service)s, %(vip)s,
-               %(compensation_demanded)s, %(duplicate_of)s, %(incident_id)s, %(registered_at)s, %(reported_at)s)
+        """INSERT INTO requests (request_no, request_id, property_id, building, unit, area, channel, source,
+               external_id, category, subcategory, priority, emergency, confidence, auto_classification,
+               override_classification, complaint_valid, status, owner_agent, registered_by, reporter_kind,
+               description, details, paid_service, vip, compensation_demanded, duplicate_of, duplicate_reason,
+               incident_id, registered_at, reported_at, acknowledgement_required, letter_id)
+           VALUES (%(request_no)s, %(request_id)s, %(property_id)s, %(building)s, %(unit)s, %(area)s, %(channel)s,
+               %(source)s, %(external_id)s, %(category)s, %(subcategory)s, %(priority)s, %(emergency)s,
+               %(confidence)s, %(auto)s, %(override)s, %(complaint_valid)s, %(status)s, %(owner)s, %(owner)s,
+               %(reporter_kind)s, %(description)s, %(details)s, %(paid_service)s, %(vip)s, %(compensation)s,
+               %(duplicate_of)s, %(duplicate_reason)s, %(incident_id)s, %(registered_at)s, %(reported_at)s,
+               %(ack_required)s, %(letter_id)s)
            ON CONFLICT (source, external_id) DO NOTHING RETURNING 1""",
-        {**r, "auto_classification": _json(r["auto_classification"]),
-         "override_classification": _json(r.get("override_classification")), "details": _json(r.get("details") or {})},
+        {"request_no": request.request_no, "request_id": request.id, "property_id": request.property_id,
+         "building": request.building, "unit": request.unit, "area": request.area, "channel": request.channel,
+         "source": request.source, "external_id": request.external_id, "category": c.category,
+         "subcategory": c.subcategory, "priority": c.priority, "emergency": c.emergency, "confidence": c.confidence,
+         "auto": _json(request.auto_classification.to_dict()),
+         "override": _json(request.agent_classification.to_dict()) if request.agent_classification else None,
+         "complaint_valid": c.complaint_valid, "status": request.status, "owner": request.owner_agent,
+         "reporter_kind": request.reporter.kind, "description": request.description,
+         # The caller's number lives in contacts only; the request keeps its masked form.
+         "details": _json(masked_channel_details(request.channel_details)), "paid_service": request.paid_service,
+         "vip": vip, "compensation": compensation_demanded, "duplicate_of": request.duplicate_of,
+         "duplicate_reason": request.duplicate_reason,
+         "incident_id": str(request.incident_id) if request.incident_id else None,
+         "registered_at": request.registered_at, "reported_at": reported_at,
+         "ack_required": request.acknowledgement_required, "letter_id": letter_id},
     ).fetchone()
     return row is not None
 
 
-def insert_contact(uow: UnitOfWork, request_no: str, name: str | None, phone: str | None) -> None:
-    if name or phone:
-        uow.execute("INSERT INTO contacts (request_no, name, phone) VALUES (%s, %s, %s)", (request_no, name, phone))
+def insert_contact(uow: UnitOfWork, request: Request) -> None:
+    caller = request.channel_details.get("caller_number")
+    if request.reporter.name or request.reporter.phone or caller:
+        uow.execute("INSERT INTO contacts (request_no, name, phone, caller_number, property_id, registered_at) "
+                    "VALUES (%s, %s, %s, %s, %s, %s)",
+                    (request.request_no, request.reporter.name, request.reporter.phone, caller, request.property_id,
+                     request.registered_at))
+
+
+_SELECT = ("SELECT r.*, c.name AS reporter_name, c.phone AS reporter_phone, c.caller_number "
+           "FROM requests r LEFT JOIN contacts c USING (request_no) ")
 
 
 def get(uow: UnitOfWork, request_no: str) -> dict[str, Any] | None:
-    return uow.execute(
-        "SELECT r.*, c.name AS reporter_name, c.phone AS reporter_phone FROM requests r "
-        "LEFT JOIN contacts c USING (request_no) WHERE r.request_no = %s", (request_no,)).fetchone()
+    return uow.execute(_SELECT + "WHERE r.request_no = %s", (request_no,)).fetchone()
 
 
-def set_status(uow: UnitOfWork, request_no: str, status: str, closed: bool = False) -> None:
-    uow.execute("UPDATE requests SET status = %s, closed_at = CASE WHEN %s THEN now() ELSE closed_at END "
-                "WHERE request_no = %s", (status, closed, request_no))
+def load_for_update(uow: UnitOfWork, request_no: str) -> Request | None:
+    """The aggregate, its row locked until the transaction ends (concurrent actions on one request queue)."""
+    row = uow.execute(_SELECT + "WHERE r.request_no = %s FOR UPDATE OF r", (request_no,)).fetchone()
+    return None if row is None else to_request(row)
+
+
+def to_request(row: dict[str, Any]) -> Request:
+    details = dict(row["details"] or {})
+    if row.get("caller_number"):
+        details["caller_number"] = row["caller_number"]
+    agent = row.get("override_classification")
+    return Request(
+        request_no=row["request_no"], property_id=row["property_id"], building=row["building"], unit=row["unit"],
+        area=row["area"], channel=row["channel"], channel_details=details, source=row["source"],
+        external_id=row["external_id"], description=row["description"],
+        reporter=Reporter(row["reporter_kind"], row.get("reporter_name"), row.get("reporter_phone")),
+        auto_classification=classification(row["auto_classification"]), owner_agent=row["owner_agent"],
+        registered_by=row.get("registered_by") or row["owner_agent"], registered_at=row["registered_at"],
+        paid_service=row["paid_service"], id=row.get("request_id") or uuid.uuid4(), status=row["status"],
+        agent_classification=classification(agent) if agent else None,
+        reclassified_by=row.get("reclassified_by"), reclassify_reason=row.get("reclassify_reason"),
+        acknowledgement_required=row.get("acknowledgement_required", False),
+        acknowledgements=[Acknowledgement(a["how"], _dt(a["promised_at"]), a["by"], _dt(a["at"]))
+                          for a in row.get("acknowledgements") or []],
+        handovers=[Handover(h["from_agent"], h["to_agent"], h["reason"], h["by"], _dt(h["at"]))
+                   for h in row.get("handovers") or []],
+        answer=row.get("answer"), referred_at=row.get("referred_at"), duplicate_of=row.get("duplicate_of"),
+        duplicate_reason=row.get("duplicate_reason"),
+        incident_id=uuid.UUID(row["incident_id"]) if row.get("incident_id") else None,
+        closed_at=row.get("closed_at"), closed_by=row.get("closed_by"), closed_reason=row.get("closed_reason"),
+        cancel_reason=row.get("cancel_reason"))
+
+
+def classification(d: dict[str, Any]) -> Classification:
+    return Classification(category=d["category"], subcategory=d.get("subcategory"), priority=d["priority"],
+                          emergency=bool(d["emergency"]), confidence=float(d.get("confidence", 1.0)),
+                          matched_terms=tuple(d.get("matched_terms") or ()), validity=d.get("validity"),
+                          source=d.get("source", "auto"))
+
+
+def save(uow: UnitOfWork, request: Request) -> None:
+    """Write every mutable part of the aggregate back (one statement; the row is locked by load_for_update)."""
+    c = request.classification
+    ack = request.acknowledgement
+    uow.execute(
+        """UPDATE requests SET category = %(category)s, subcategory = %(subcategory)s, priority = %(priority)s,
+               emergency = %(emergency)s, confidence = %(confidence)s, complaint_valid = %(complaint_valid)s,
+               override_classification = %(override)s, reclassified_by = %(reclassified_by)s,
+               reclassify_reason = %(reclassify_reason)s, status = %(status)s, owner_agent = %(owner)s,
+               acknowledgements = %(acks)s, promised_at = %(promised_at)s, handovers = %(handovers)s,
+               answer = %(answer)s, referred_at = %(referred_at)s, duplicate_of = %(duplicate_of)s,
+               duplicate_reason = %(duplicate_reason)s, closed_at = %(closed_at)s, closed_by = %(closed_by)s,
+               closed_reason = %(closed_reason)s, cancel_reason = %(cancel_reason)s
+           WHERE request_no = %(request_no)s""",
+        {"category": c.category, "subcategory": c.subcategory, "priority": c.priority, "emergency": c.emergency,
+         "confidence": c.confidence, "complaint_valid": c.complaint_valid,
+         "override": _json(request.agent_classification.to_dict()) if request.agent_classification else None,
+         "reclassified_by": request.reclassified_by, "reclassify_reason": request.reclassify_reason,
+         "status": request.status, "owner": request.owner_agent,
+         "acks": _json([{"how": a.how, "promised_at": a.promised_at, "by": a.by, "at": a.at}
+                        for a in request.acknowledgements]),
+         "promised_at": ack.promised_at if ack else None,
+         "handovers": _json([{"from_agent": h.from_agent, "to_agent": h.to_agent, "reason": h.reason, "by": h.by,
+                              "at": h.at} for h in request.handovers]),
+         "answer": request.answer, "referred_at": request.referred_at, "duplicate_of": request.duplicate_of,
+         "duplicate_reason": request.duplicate_reason, "closed_at": request.closed_at, "closed_by": request.closed_by,
+         "closed_reason": request.closed_reason, "cancel_reason": request.cancel_reason,
+         "request_no": request.request_no})
 
 
 LIST_FILTERS = {
@@ -79,13 +276,79 @@ LIST_FILTERS = {
 def list_requests(uow: UnitOfWork, query: dict[str, Any]) -> tuple[list[dict[str, Any]], bool]:
     where = [clause for key, clause in LIST_FILTERS.items() if query.get(key) is not None]
     page, size = int(query.get("page", 1)), int(query.get("page_size", 50))
-    sql = ("SELECT r.*, c.name AS reporter_name, c.phone AS reporter_phone FROM requests r "
-           "LEFT JOIN contacts c USING (request_no) "
-           + ("WHERE " + " AND ".join(where) + " " if where else "")
+    sql = (_SELECT + ("WHERE " + " AND ".join(where) + " " if where else "")
            + "ORDER BY r.registered_at DESC, r.request_no DESC LIMIT %(limit)s OFFSET %(offset)s")
     rows = uow.execute(sql, {**query, "limit": size + 1, "offset": (page - 1) * size}).fetchall()
     return rows[:size], len(rows) > size
 
 
+# --- letters -----------------------------------------------------------------------------------------------------------
+
+def insert_letter(uow: UnitOfWork, letter: Letter, place: dict[str, Any]) -> bool:
+    """False when a letter with this id was already logged (a retried submission)."""
+    row = uow.execute(
+        """INSERT INTO letters (letter_id, property_id, kind, routed_to, status, received_date, subject, sender_name,
+               sender_phone, reporter_kind, building, unit, area, description, praised_staff_id, praised_department,
+               request_no, logged_by, logged_at)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+           ON CONFLICT (letter_id) DO NOTHING RETURNING 1""",
+        (letter.letter_id, letter.property_id, letter.kind, letter.routed_to, letter.status, letter.received_date,
+         letter.subject, letter.sender_name, letter.sender_phone, place.get("reporter_kind") or "resident",
+         place.get("building"), place.get("unit"),
+         place.get("area"), place.get("description"), letter.praised_staff_id, letter.praised_department,
+         letter.request_no, letter.logged_by, letter.logged_at)).fetchone()
+    return row is not None
+
+
+def letter_for_update(uow: UnitOfWork, letter_id: str) -> tuple[Letter, dict[str, Any]] | None:
+    row = uow.execute("SELECT * FROM letters WHERE letter_id::text = %s FOR UPDATE", (letter_id,)).fetchone()
+    if row is None:
+        return None
+    letter = Letter(letter_id=row["letter_id"], property_id=row["property_id"], kind=row["kind"],
+                    received_date=row["received_date"], subject=row["subject"], logged_by=row["logged_by"],
+                    logged_at=row["logged_at"], status=row["status"], sender_name=row["sender_name"],
+                    sender_phone=row["sender_phone"], praised_staff_id=row["praised_staff_id"],
+                    praised_department=row["praised_department"], request_no=row["request_no"],
+                    decided_by=row["decided_by"], decision_reason=row["decision_reason"])
+    return letter, row
+
+
+def update_letter(uow: UnitOfWork, letter: Letter, previous_status: str, decided_at: datetime | None = None) -> bool:
+    """False when someone else changed the letter meanwhile (its status is no longer `previous_status`)."""
+    cur = uow.execute(
+        "UPDATE letters SET status = %s, request_no = %s, decided_by = %s, decision_reason = %s, "
+        "praised_staff_id = %s, praised_department = %s, decided_at = coalesce(%s, decided_at) "
+        "WHERE letter_id = %s AND status = %s",
+        (letter.status, letter.request_no, letter.decided_by, letter.decision_reason, letter.praised_staff_id,
+         letter.praised_department, decided_at, letter.letter_id, previous_status))
+    return cur.rowcount == 1
+
+
+def get_letter(uow: UnitOfWork, letter_id: str) -> dict[str, Any] | None:
+    return uow.execute("SELECT * FROM letters WHERE letter_id::text = %s", (letter_id,)).fetchone()
+
+
+def list_letters(uow: UnitOfWork, query: dict[str, Any]) -> tuple[list[dict[str, Any]], bool]:
+    filters = {"routed_to": "routed_to = %(routed_to)s", "status": "status = %(status)s",
+               "property_id": "property_id = %(property_id)s", "kind": "kind = %(kind)s"}
+    where = [clause for key, clause in filters.items() if query.get(key) is not None]
+    page, size = int(query.get("page", 1)), int(query.get("page_size", 50))
+    rows = uow.execute(
+        "SELECT * FROM letters " + ("WHERE " + " AND ".join(where) + " " if where else "")
+        + "ORDER BY logged_at DESC, letter_id LIMIT %(limit)s OFFSET %(offset)s",
+        {**query, "limit": size + 1, "offset": (page - 1) * size}).fetchall()
+    return rows[:size], len(rows) > size
+
+
+def _dt(value: Any) -> datetime:
+    return value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+
+
 def _json(value: Any) -> Any:
-    return None if value is None else Jsonb(value, dumps=lambda o: json.dumps(o, ensure_ascii=False, default=str))
+    return None if value is None else Jsonb(value, dumps=lambda o: json.dumps(o, ensure_ascii=False, default=_default))
+
+
+def _default(o: Any) -> Any:
+    if isinstance(o, (datetime, date)):
+        return o.isoformat()
+    return str(o)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import services.common  # noqa: F401
 
+from datetime import datetime
 from typing import Any
 
 from marshmallow import ValidationError
@@ -15,6 +16,7 @@ from services.common import timeline
 from services.common.config import REPO_ROOT
 from services.common.contract.inbound import load_inbound
 from services.common.nameko_ext import Observability, Store, consume_events, consume_inbound
+from services.intake.adapters import repository as repo
 from services.intake.adapters.dictionary import load_dictionary
 from services.intake.domain.classification import Classifier
 from services.intake.domain.commands import RegisterRequest
@@ -55,6 +57,41 @@ def register_command(data: dict[str, Any]) -> RegisterRequest:
     )
 
 
+class RulesProvider(DependencyProvider):
+    """Duplicate and cluster rules from configuration, read once; primes the registration counter's label
+    children from the properties table once the store is up."""
+
+    def setup(self) -> None:
+        self.rules = handlers.rules_from_config(self.container.config)
+
+    def start(self) -> None:
+        store = next(d for d in self.container.dependencies if isinstance(d, Store))
+        with store.uow() as uow:
+            handlers.prime_metrics(repo.property_ids(uow))
+
+    def get_dependency(self, worker_ctx: Any) -> handlers.Rules:
+        return self.rules
+
+
+def parse_time(value: Any, field: str) -> datetime:
+    """RPC carries times as ISO text; the domain wants aware datetimes."""
+    if isinstance(value, datetime):
+        return value
+    try:
+        parsed = datetime.fromisoformat(str(value))
+    except ValueError:
+        raise ValidationError({field: ["not an ISO 8601 time"]}) from None
+    if parsed.tzinfo is None:
+        raise ValidationError({field: ["needs a timezone offset"]})
+    return parsed
+
+
+def body_of(payload: Any) -> dict[str, Any]:
+    if not isinstance(payload, dict):
+        raise ValidationError({"_body": ["a JSON object is required"]})
+    return payload
+
+
 class IntakeService:
     name = "intake"
 
@@ -62,16 +99,89 @@ class IntakeService:
     uow = Store(REPO_ROOT / "services" / "intake" / "migrations")
     config = Config()
     classifier = ClassifierProvider()
+    rules = RulesProvider()
 
     @rpc
     @answers.answer
     def submit(self, payload: dict[str, Any]) -> Any:
-        result = handlers.register(self.uow(), register_command(load_inbound(payload)), self.classifier)
+        result = handlers.register(self.uow(), register_command(load_inbound(payload)), self.classifier, self.rules)
         return answers.ok(result, 201 if result["created"] else 200)
 
     @consume_inbound(loader=load_inbound_message)
     def on_inbound(self, data: dict[str, Any]) -> Any:
-        return handlers.register(self.uow(), register_command(data), self.classifier)
+        return handlers.register(self.uow(), register_command(data), self.classifier, self.rules)
+
+    # -- staff actions on a request (each answers with the request's state and its owner) --
+
+    @rpc
+    @answers.answer
+    def acknowledge(self, request_no: str, payload: dict[str, Any]) -> Any:
+        b = body_of(payload)
+        promised = parse_time(b.get("promised_at"), "promised_at")
+        return handlers.act(self.uow(), request_no, lambda r, now: r.acknowledge(
+            how=b.get("how"), promised_at=promised, by=b.get("by"), now=now))
+
+    @rpc
+    @answers.answer
+    def reclassify(self, request_no: str, payload: dict[str, Any]) -> Any:
+        b = body_of(payload)
+        return handlers.act(self.uow(), request_no, lambda r, now: r.reclassify(
+            category=b.get("category"), subcategory=b.get("subcategory"), priority=b.get("priority"),
+            emergency=b.get("emergency"), validity=b.get("validity"), reason=b.get("reason"), by=b.get("by"),
+            now=now))
+
+    @rpc
+    @answers.answer
+    def answer_at_desk(self, request_no: str, payload: dict[str, Any]) -> Any:
+        b = body_of(payload)
+        return handlers.act(self.uow(), request_no,
+                            lambda r, now: r.answer_at_desk(answer=b.get("answer"), by=b.get("by"), now=now))
+
+    @rpc
+    @answers.answer
+    def refer(self, request_no: str, payload: dict[str, Any]) -> Any:
+        b = body_of(payload)
+        return handlers.act(self.uow(), request_no,
+                            lambda r, now: r.refer_consultation(note=b.get("note"), by=b.get("by"), now=now))
+
+    @rpc
+    @answers.answer
+    def hand_over(self, request_no: str, payload: dict[str, Any]) -> Any:
+        b = body_of(payload)
+        return handlers.act(self.uow(), request_no, lambda r, now: r.hand_over(
+            to_agent=b.get("to_agent"), reason=b.get("reason"), by=b.get("by"), now=now))
+
+    @rpc
+    @answers.answer
+    def cancel(self, request_no: str, payload: dict[str, Any]) -> Any:
+        b = body_of(payload)
+        return handlers.act(self.uow(), request_no,
+                            lambda r, now: r.cancel(reason=b.get("reason"), by=b.get("by"), now=now))
+
+    @rpc
+    @answers.answer
+    def close(self, request_no: str, payload: dict[str, Any]) -> Any:
+        b = body_of(payload)
+        return handlers.act(self.uow(), request_no, lambda r, now: r.close(
+            by=b.get("by"), reason=b.get("reason") or "resolved", now=now))
+
+    # -- letters registry (来函) --
+
+    @rpc
+    @answers.answer
+    def log_letter(self, payload: dict[str, Any]) -> Any:
+        result = handlers.log_letter(self.uow(), body_of(payload), self.classifier, self.rules)
+        return answers.ok(result, 201 if result["created"] else 200)
+
+    @rpc
+    @answers.answer
+    def decide_letter(self, letter_id: str, payload: dict[str, Any]) -> Any:
+        return handlers.decide_letter(self.uow(), letter_id, body_of(payload), self.classifier, self.rules)
+
+    @rpc
+    @answers.answer
+    def list_letters(self, query: dict[str, Any], pii: bool = False) -> Any:
+        return handlers.list_letters(self.uow(), query, pii)
 
     @consume_events()
     def on_event(self, envelope: dict[str, Any]) -> Any:
@@ -92,4 +202,4 @@ class IntakeService:
     @rpc
     @answers.answer
     def timeline(self, request_no: str) -> Any:
-        return {"timeline": timeline.read(self.uow(), request_no)}
+        return {"timeline": timeline.read(self.uow(), request_no), "state": handlers.state(self.uow(), request_no)}

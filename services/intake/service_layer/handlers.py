@@ -1,78 +1,234 @@
 """Intake's use cases: each opens the unit of work, runs the domain, writes state and events together."""
 from __future__ import annotations
 
+import dataclasses
+import re
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
+from prometheus_client import Counter
+
 from services.common.db import UnitOfWork
-from services.common.domain import DomainError, NotFound
+from services.common.domain import DomainError, Event, InvalidTransition, NotFound
+from services.common.nameko_ext import NotReady
 from services.intake.adapters import repository as repo
-from services.intake.domain.classification import Classifier, override_classification
+from services.intake.domain.classification import CATEGORIES, PRIORITIES, Classifier, override_classification
 from services.intake.domain.commands import RegisterRequest
-from services.intake.domain.model import Reporter, Request, mask_name, mask_phone
+from services.intake.domain.duplicates import (
+    Candidate,
+    ClusterRules,
+    DuplicateRules,
+    Incident,
+    find_cluster,
+    find_probable_duplicate,
+)
+from services.intake.domain.letters import Letter
+from services.intake.domain.model import (
+    CHANNELS,
+    InvalidRequest,
+    Reporter,
+    Request,
+    mask_name,
+    mask_phone,
+    masked_channel_details,
+)
 from services.intake.domain.numbering import format_request_no, local_date
 
 DUTY_DESK = "duty-desk"
+LETTERS_SOURCE = "letters"
+# <building>[-<entrance>]-<floor><flat>: 3-1502, 1-0101, A-2-301.
+UNIT_FORMAT = re.compile(r"^[A-Z0-9]{1,4}(-\d{1,2})?-\d{3,5}$")
+
+REGISTERED = Counter("intake_requests_registered", "Requests registered (after commit)",
+                     ["channel", "class", "priority", "property"])
 
 
-def register(uow: UnitOfWork, cmd: RegisterRequest, classifier: Classifier) -> dict[str, Any]:
-    """Register a request exactly once per (source, external_id); returns its number and classification."""
+def prime_metrics(properties: list[str]) -> None:
+    """Every known label child exists from the start, so a quiet series reads 0, not absent."""
+    for prop in properties:
+        for channel in CHANNELS:
+            for category in CATEGORIES:
+                for priority in PRIORITIES:
+                    REGISTERED.labels(channel, category, priority, prop)
+
+
+@dataclass(frozen=True)
+class Rules:
+    duplicates: DuplicateRules = field(default_factory=DuplicateRules)
+    clusters: ClusterRules = field(default_factory=ClusterRules)
+    # How many unclustered reports one registration reads at most when deciding to form an incident.
+    cluster_scan_limit: int = 50
+
+
+# --- registration ------------------------------------------------------------------------------------------------------
+
+def register(uow: UnitOfWork, cmd: RegisterRequest, classifier: Classifier, rules: Rules = Rules()) -> dict[str, Any]:
+    """Register a request exactly once per (source, external_id); returns its number, classification, owner and
+    any probable duplicate or incident it was linked to."""
     with uow:
-        if cmd.external_id:
-            existing = repo.find_by_external_id(uow, cmd.source, cmd.external_id)
-            if existing:
-                return {"request_no": existing, "created": False}
-        if not repo.property_exists(uow, cmd.property_id):
-            raise DomainError(f"unknown property {cmd.property_id}", field="property_id", code="unknown_property")
-        now = uow.now()
-        auto = classifier.classify(cmd.description)
-        classification = auto
-        if cmd.category:
-            classification = override_classification(auto, category=cmd.category, subcategory=cmd.subcategory,
-                                                      priority=cmd.priority)
-        reporter = Reporter.create(cmd.reporter_kind, cmd.reporter_name, cmd.reporter_phone)
-        seq = repo.next_seq(uow, cmd.property_id, local_date(now))
-        request = Request.register(
-            request_no=format_request_no(cmd.property_id, local_date(now), seq), property_id=cmd.property_id,
-            channel=cmd.channel, description=cmd.description, reporter=reporter, classification=classification,
-            registered_by=cmd.agent_id or DUTY_DESK, now=now, building=cmd.building, unit=cmd.unit, area=cmd.area,
-            source=cmd.source, external_id=cmd.external_id, channel_details=cmd.details,
-            paid_service=cmd.paid_service)
-        c = request.classification
-        inserted = repo.insert_request(uow, {
-            "request_no": request.request_no, "property_id": request.property_id, "building": request.building,
-            "unit": request.unit, "area": request.area, "channel": request.channel, "source": request.source,
-            "external_id": request.external_id, "category": c.category, "subcategory": c.subcategory,
-            "priority": c.priority, "emergency": c.emergency, "confidence": c.confidence,
-            "auto_classification": auto.to_dict(),
-            "override_classification": classification.to_dict() if classification is not auto else None,
-            "complaint_valid": c.complaint_valid, "status": request.status, "owner_agent": request.owner_agent,
-            "reporter_kind": reporter.kind, "description": request.description,
-            "details": request.channel_details, "paid_service": request.paid_service, "vip": cmd.vip,
-            "compensation_demanded": cmd.compensation_demanded, "duplicate_of": None, "incident_id": None,
-            "registered_at": now, "reported_at": cmd.reported_at,
-        })
-        if not inserted:  # the same delivery won a race with this one: answer with its number
-            uow.conn.rollback()
-            existing = repo.find_by_external_id(uow, cmd.source, cmd.external_id or "")
-            return {"request_no": existing, "created": False}
-        repo.insert_contact(uow, request.request_no, reporter.name, reporter.phone)
-        uow.publish(request.events)
+        result, request, events = _register(uow, cmd, classifier, rules)
+        if request is None:
+            return result
+        uow.publish(events)
         uow.commit()
-        return {"request_no": request.request_no, "created": True, "status": request.status,
-                "owner_agent": request.owner_agent, "classification": c.to_dict(),
-                "acknowledgement_required": request.acknowledgement_required}
+    _count(request)
+    return result
 
+
+def _count(request: Request) -> None:
+    c = request.classification
+    REGISTERED.labels(request.channel, c.category, c.priority, request.property_id).inc()
+
+
+def _register(uow: UnitOfWork, cmd: RegisterRequest, classifier: Classifier, rules: Rules,
+              letter_id: uuid.UUID | None = None) -> tuple[dict[str, Any], Request | None, list[Event]]:
+    """Registration inside an open unit of work (shared by submissions and letters); the caller commits."""
+    if cmd.external_id:
+        existing = repo.find_by_external_id(uow, cmd.source, cmd.external_id)
+        if existing:
+            return {"request_no": existing, "created": False}, None, []
+    building = _check_place(uow, cmd)
+    now = uow.now()
+    auto = classifier.classify(cmd.description)
+    classification = auto
+    if cmd.category:
+        classification = override_classification(auto, category=cmd.category, subcategory=cmd.subcategory,
+                                                  priority=cmd.priority)
+    reporter = Reporter.create(cmd.reporter_kind, cmd.reporter_name, cmd.reporter_phone)
+    seq = repo.next_seq(uow, cmd.property_id, local_date(now))
+    request = Request.register(
+        request_no=format_request_no(cmd.property_id, local_date(now), seq), property_id=cmd.property_id,
+        channel=cmd.channel, description=cmd.description, reporter=reporter, classification=classification,
+        registered_by=cmd.agent_id or DUTY_DESK, now=now, building=building, unit=cmd.unit, area=cmd.area,
+        source=cmd.source, external_id=cmd.external_id, channel_details=cmd.details, paid_service=cmd.paid_service)
+    if classification is not auto:  # the registering agent's verdict; the classifier's is kept alongside
+        request.auto_classification, request.agent_classification = auto, classification
+    _link_duplicate(uow, request, rules)
+    if not repo.insert_request(uow, request, vip=cmd.vip, compensation_demanded=cmd.compensation_demanded,
+                               reported_at=cmd.reported_at, letter_id=letter_id):
+        # The same delivery won a race with this one: answer with its number.
+        uow.conn.rollback()
+        existing = repo.find_by_external_id(uow, cmd.source, cmd.external_id or "")
+        return {"request_no": existing, "created": False}, None, []
+    repo.insert_contact(uow, request)
+    incident = _cluster(uow, request, rules, now)
+    c = request.classification
+    result = {"request_no": request.request_no, "created": True, "status": request.status,
+              "owner_agent": request.owner_agent, "classification": c.to_dict(),
+              "auto_classification": request.auto_classification.to_dict(),
+              "acknowledgement_required": request.acknowledgement_required,
+              "duplicate_of": request.duplicate_of, "duplicate_reason": request.duplicate_reason,
+              "incident_id": str(incident.incident_id) if incident else None,
+              "incident_children_count": incident.children_count if incident else None}
+    return result, request, [*request.events, *(incident.events if incident else [])]
+
+
+def _check_place(uow: UnitOfWork, cmd: RegisterRequest) -> str | None:
+    """The property must exist; a unit must have the company's format and, where the property keeps a unit list,
+    be on it. Returns the building (taken from the unit list when the caller did not give one)."""
+    place = repo.lookup_place(uow, cmd.property_id, cmd.unit)
+    if place is None:
+        raise DomainError(f"unknown property {cmd.property_id}", field="property_id", code="unknown_property")
+    if cmd.unit is None:
+        return cmd.building
+    if not UNIT_FORMAT.match(cmd.unit):
+        raise DomainError("a unit is <building>-<floor><flat>, e.g. 3-1502", field="unit", code="invalid_unit")
+    if not place["has_units"]:
+        return cmd.building
+    if place["unit_building"] is None:
+        raise DomainError(f"no unit {cmd.unit} in property {cmd.property_id}", field="unit", code="unknown_unit")
+    if cmd.building is not None and cmd.building != place["unit_building"]:
+        raise DomainError(f"unit {cmd.unit} is in building {place['unit_building']}", field="building",
+                          code="unit_not_in_building")
+    return str(place["unit_building"])
+
+
+def _candidate(request: Request) -> Candidate:
+    c = request.classification
+    return Candidate(request_no=request.request_no, property_id=request.property_id,
+                     registered_at=request.registered_at, category=c.category, subcategory=c.subcategory,
+                     building=request.building, unit=request.unit, area=request.area, phone=request.contact_phone)
+
+
+def _row_candidate(row: dict[str, Any]) -> Candidate:
+    incident = row.get("incident_id")
+    return Candidate(request_no=row["request_no"], property_id=row["property_id"], registered_at=row["registered_at"],
+                     category=row["category"], subcategory=row["subcategory"], building=row["building"],
+                     unit=row["unit"], area=row["area"], phone=row.get("phone"), status=row["status"],
+                     duplicate_of=row["duplicate_of"], incident_id=uuid.UUID(incident) if incident else None)
+
+
+def _link_duplicate(uow: UnitOfWork, request: Request, rules: Rules) -> None:
+    new = _candidate(request)
+    if new.unit is None and new.phone is None:
+        return
+    rows = repo.probable_duplicates(uow, property_id=request.property_id, unit=request.unit,
+                                    category=new.category, phone=new.phone,
+                                    since=request.registered_at - rules.duplicates.window,
+                                    until=request.registered_at)
+    match = find_probable_duplicate(new, [_row_candidate(r) for r in rows], rules.duplicates)
+    if match:
+        request.link_duplicate(duplicate_of=match.duplicate_of, reason=match.reason, now=request.registered_at)
+
+
+def _cluster(uow: UnitOfWork, request: Request, rules: Rules, now: datetime) -> Incident | None:
+    new = _candidate(request)
+    if new.subcategory is None or (new.building is None and new.area is None
+                                   and new.subcategory not in rules.clusters.property_wide_subcategories):
+        return None
+
+    def decide() -> Any:
+        rows = repo.cluster_candidates(
+            uow, property_id=new.property_id, category=new.category, subcategory=new.subcategory,
+            building=new.building, area=new.area,
+            anywhere=new.subcategory in rules.clusters.property_wide_subcategories,
+            since=new.registered_at - rules.clusters.window, until=new.registered_at,
+            limit=rules.cluster_scan_limit)
+        return find_cluster(new, [_row_candidate(r) for r in rows], rules.clusters)
+
+    if decide() is None:  # the common case: one indexed read, no lock
+        return None
+    # Two registrations completing the same cluster at once would form two incidents: decide again under a lock.
+    repo.lock_cluster(uow, f"intake-cluster:{new.property_id}:{new.category}:{new.subcategory}")
+    decision = decide()
+    if decision is None:
+        return None
+    if decision.incident_id is not None:
+        incident = repo.incident_for_update(uow, decision.incident_id)
+        if incident is None:
+            return None
+        if incident.add(request.request_no, now) is None:
+            return None
+    else:
+        incident = Incident.form(decision=decision, new=new, now=now)
+    repo.save_incident(uow, incident, now)
+    repo.set_incident(uow, incident.incident_id, list(incident.events[-1].new_request_nos))
+    request.join_incident(incident.incident_id)
+    return incident
+
+
+# --- reading -----------------------------------------------------------------------------------------------------------
 
 def present(row: dict[str, Any], pii: bool) -> dict[str, Any]:
     """A request as the API shows it: contact details masked unless the caller holds the `pii` scope."""
     out = {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in row.items()}
+    for k in ("request_id", "letter_id"):
+        out[k] = str(row[k]) if row.get(k) else None
     out["reporter"] = {
         "kind": out.pop("reporter_kind"),
         "name": row["reporter_name"] if pii else mask_name(row["reporter_name"]),
         "phone": row["reporter_phone"] if pii else mask_phone(row["reporter_phone"]),
     }
-    out.pop("reporter_name", None)
-    out.pop("reporter_phone", None)
+    details = dict(row.get("details") or {})
+    if row.get("caller_number"):
+        details["caller_number"] = row["caller_number"] if pii else mask_phone(row["caller_number"])
+    out["channel_details"] = details
+    out["agent_classification"] = out.pop("override_classification", None)
+    for k in ("reporter_name", "reporter_phone", "caller_number", "details"):
+        out.pop(k, None)
     return out
 
 
@@ -91,12 +247,178 @@ def list_requests(uow: UnitOfWork, query: dict[str, Any], pii: bool) -> dict[str
             "page_size": query.get("page_size", 50), "has_more": more}
 
 
+def state(uow: UnitOfWork, request_no: str) -> dict[str, Any] | None:
+    """Intake's summary of a request for the gateway's assembled timeline."""
+    with uow:
+        row = repo.get(uow, request_no)
+    if row is None:
+        return None
+    return {"status": row["status"], "owner_agent": row["owner_agent"], "duplicate_of": row["duplicate_of"],
+            "incident_id": row["incident_id"]}
+
+
+# --- actions on a request ----------------------------------------------------------------------------------------------
+
+def act(uow: UnitOfWork, request_no: str, action: Callable[[Request, datetime], Any]) -> dict[str, Any]:
+    """Load the aggregate (locked), run one domain command, save it and its events in one transaction."""
+    with uow:
+        request = repo.load_for_update(uow, request_no)
+        if request is None:
+            raise NotFound(f"no request {request_no}", field="request_no")
+        action(request, uow.now())
+        repo.save(uow, request)
+        uow.publish(request.events)
+        uow.commit()
+    return summary(request)
+
+
+def summary(request: Request) -> dict[str, Any]:
+    """What every action answers: the request's state and its first-contact owner (首问负责制)."""
+    ack = request.acknowledgement
+    return {"request_no": request.request_no, "status": request.status, "owner_agent": request.owner_agent,
+            "classification": request.classification.to_dict(),
+            "auto_classification": request.auto_classification.to_dict(),
+            "acknowledgement": None if ack is None else {"how": ack.how, "promised_at": ack.promised_at.isoformat(),
+                                                         "by": ack.by, "at": ack.at.isoformat()},
+            "referred": request.referred_at is not None, "answer": request.answer,
+            "closed_reason": request.closed_reason, "cancel_reason": request.cancel_reason,
+            "events": [e.event_type for e in request.events]}
+
+
 def close_on_work_done(uow: UnitOfWork, envelope: dict[str, Any]) -> str:
     """A closed work order closes the request it served: the first-contact owner's responsibility ends."""
+    data = envelope["data"]
     with uow:
         if not uow.claim(str(envelope["event_id"]), "intake.events"):
             return "duplicate"
-        request_no = envelope["data"]["request_no"]
-        repo.set_status(uow, request_no, "closed", closed=True)
+        request = repo.load_for_update(uow, data["request_no"])
+        if request is None:
+            raise NotReady(f"request {data['request_no']} not registered here yet")
+        if request.is_open:
+            try:
+                request.close(by=data["by"], reason="work_order_closed", now=data.get("closed_at") or uow.now())
+            except InvalidRequest:  # dispatch's actor id is not an agent id: the close is still the system's
+                request.events.clear()
+                request.close(by="dispatch", reason="work_order_closed", now=uow.now())
+            repo.save(uow, request)
+            uow.publish(request.events)
         uow.commit()
     return "ok"
+
+
+# --- letters (来函) ----------------------------------------------------------------------------------------------------
+
+def log_letter(uow: UnitOfWork, body: dict[str, Any], classifier: Classifier, rules: Rules = Rules()) -> dict[str, Any]:
+    """Log a letter and route it by kind: a report becomes a request now, a complaint waits for the assistant,
+    praise is recorded against whom it praises, work letters go to the admin department."""
+    sender = body.get("sender") or {}
+    registered: Request | None = None
+    with uow:
+        if body.get("letter_id") and (row := repo.get_letter(uow, str(body["letter_id"]))) is not None:
+            return {**present_letter(row, pii=False), "created": False}
+        if not repo.property_exists(uow, body["property_id"]):
+            raise DomainError(f"unknown property {body['property_id']}", field="property_id",
+                              code="unknown_property")
+        now = uow.now()
+        letter = Letter.log(
+            property_id=body["property_id"], kind=body["kind"], received_date=body["received_date"],
+            subject=body["subject"], logged_by=body["logged_by"], now=now, sender_name=sender.get("name"),
+            sender_phone=sender.get("phone"), praised_staff_id=body.get("praised_staff_id"),
+            praised_department=body.get("praised_department"),
+            letter_id=uuid.UUID(str(body["letter_id"])) if body.get("letter_id") else None)
+        events: list[Event] = []
+        if letter.kind == "report":
+            registered, events = _register_letter(uow, letter, body, classifier, rules, agent=letter.logged_by)
+        elif letter.kind == "praise":
+            letter.record_praise(by=letter.logged_by, now=now)
+        place = {k: body.get(k) for k in ("building", "unit", "area", "description", "reporter_kind")}
+        repo.insert_letter(uow, letter, place)
+        uow.publish([*letter.events, *events])
+        uow.commit()
+    if registered is not None:
+        _count(registered)
+    return {**_letter_answer(letter), "created": True}
+
+
+def decide_letter(uow: UnitOfWork, letter_id: str, body: dict[str, Any], classifier: Classifier,
+                  rules: Rules = Rules()) -> dict[str, Any]:
+    """The customer-service assistant tracks a complaint letter (it becomes a complaint request) or not."""
+    registered: Request | None = None
+    with uow:
+        found = repo.letter_for_update(uow, letter_id)
+        if found is None:
+            raise NotFound(f"no letter {letter_id}", field="letter_id")
+        letter, row = found
+        previous = letter.status
+        now = uow.now()
+        letter.decide_complaint(track=body.get("track"), reason=body.get("reason"), by=body.get("by"), now=now)
+        events: list[Event] = []
+        if letter.status == "to_register":
+            place = {k: body.get(k) or row.get(k) for k in ("building", "unit", "area", "description", "reporter_kind")}
+            place["subcategory"] = body.get("subcategory")
+            registered, events = _register_letter(uow, letter, {**place, "sender": {
+                "name": row["sender_name"], "phone": row["sender_phone"]}}, classifier, rules, agent=body["by"],
+                category="complaint")
+        # Registering commits the number on this connection (releasing the letter's row lock): the update is
+        # conditional on the status read, so two assistants deciding at once cannot both win.
+        if not repo.update_letter(uow, letter, previous, decided_at=now):
+            raise InvalidTransition(f"letter {letter.letter_id} was decided meanwhile", previous)
+        uow.publish([*letter.events, *events])
+        uow.commit()
+    if registered is not None:
+        _count(registered)
+    return _letter_answer(letter)
+
+
+def _register_letter(uow: UnitOfWork, letter: Letter, body: dict[str, Any], classifier: Classifier, rules: Rules,
+                     agent: str, category: str | None = None) -> tuple[Request, list[Event]]:
+    sender = body.get("sender") or {}
+    cmd = RegisterRequest(
+        source=LETTERS_SOURCE, external_id=f"letter:{letter.letter_id}", channel="letter",
+        property_id=letter.property_id, building=body.get("building"), unit=body.get("unit"), area=body.get("area"),
+        reporter_kind=body.get("reporter_kind") or "resident", reporter_name=sender.get("name"),
+        reporter_phone=sender.get("phone"), description=body.get("description") or letter.subject, agent_id=agent,
+        category=category, subcategory=body.get("subcategory") if category else None,
+        details=letter.request_channel_details())
+    result, request, events = _register(uow, cmd, classifier, rules, letter_id=letter.letter_id)
+    if request is None:
+        raise DomainError(f"letter {letter.letter_id} already became request {result['request_no']}",
+                          field="letter_id", code="already_registered")
+    letter.mark_registered(request.request_no)
+    # The letter's own event names the request it became, so it shows on that request's timeline.
+    letter.events[-1] = dataclasses.replace(letter.events[-1], request_no=request.request_no)
+    return request, events
+
+
+def _letter_answer(letter: Letter) -> dict[str, Any]:
+    return {"letter_id": str(letter.letter_id), "property_id": letter.property_id, "kind": letter.kind,
+            "routed_to": letter.routed_to, "status": letter.status, "request_no": letter.request_no,
+            "praised_staff_id": letter.praised_staff_id, "praised_department": letter.praised_department,
+            "events": [e.event_type for e in letter.events]}
+
+
+def present_letter(row: dict[str, Any], pii: bool) -> dict[str, Any]:
+    out = {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in row.items()}
+    out["letter_id"] = str(row["letter_id"])
+    out["sender"] = {"name": row["sender_name"] if pii else mask_name(row["sender_name"]),
+                     "phone": row["sender_phone"] if pii else mask_phone(row["sender_phone"])}
+    out.pop("sender_name", None)
+    out.pop("sender_phone", None)
+    return out
+
+
+def list_letters(uow: UnitOfWork, query: dict[str, Any], pii: bool) -> dict[str, Any]:
+    with uow:
+        rows, more = repo.list_letters(uow, query)
+    return {"items": [present_letter(r, pii) for r in rows], "page": query.get("page", 1),
+            "page_size": query.get("page_size", 50), "has_more": more}
+
+
+def rules_from_config(config: dict[str, Any]) -> Rules:
+    wide = str(config.get("CLUSTER_PROPERTY_WIDE_SUBCATEGORIES", "typhoon") or "")
+    return Rules(
+        duplicates=DuplicateRules(window=timedelta(hours=float(config.get("DUPLICATE_WINDOW_HOURS", 24)))),
+        clusters=ClusterRules(window=timedelta(minutes=float(config.get("CLUSTER_WINDOW_MINUTES", 120))),
+                              min_reports=int(config.get("CLUSTER_MIN_REPORTS", 3)),
+                              property_wide_subcategories=tuple(s.strip() for s in wide.split(",") if s.strip())),
+        cluster_scan_limit=int(config.get("CLUSTER_SCAN_LIMIT", 50)))

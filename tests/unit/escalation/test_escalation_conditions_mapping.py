@@ -91,14 +91,17 @@ def test_registration_proposes_the_request_clocks():
         (Verb.START, "complaint_reply", T0)]
 
 
-def test_assignment_is_the_first_response_and_starts_on_site_from_the_appointment():
-    appointment = "2026-11-29T07:00:00+00:00"
-    actions = actions_for("WorkOrderAssigned", {"request_no": "LY-1", "assigned_at": AT,
-                                                "appointment_at": appointment}, NOW)
-    assert [(a.verb, a.clock, a.at.isoformat()) for a in actions] == [
-        (Verb.STOP, "first_response", AT), (Verb.START, "on_site", appointment)]
-    without = actions_for("WorkOrderAssigned", {"request_no": "LY-1", "assigned_at": AT}, NOW)
-    assert without[1].at == T0
+def test_assignment_is_the_first_response_and_starts_on_site():
+    actions = actions_for("WorkOrderAssigned", {"request_no": "LY-1", "assigned_at": AT}, NOW)
+    assert [(a.verb, a.clock, a.at) for a in actions] == [
+        (Verb.STOP, "first_response", T0), (Verb.START, "on_site", T0)]
+
+
+def test_closing_a_request_cancels_its_own_clocks_but_not_the_after_care_ones():
+    actions = actions_for("RequestClosed", {"request_no": "LY-1", "closed_at": AT}, NOW)
+    assert {a.clock for a in actions} == {"acknowledge", "first_response", "supervisor_answer", "on_site",
+                                          "resolution", "plan", "complaint_reply"}
+    assert all(a.verb is Verb.CANCEL and a.reason == "request closed" for a in actions)
 
 
 def test_work_order_pause_carries_its_reason_to_both_clocks():

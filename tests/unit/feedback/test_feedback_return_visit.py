@@ -140,3 +140,24 @@ def test_supervisor_audit_records_findings_only_for_selected_visits_once():
     with pytest.raises(DomainError):
         audit.record_finding(UUID(int=1), outcome="confirmed", notes="", supervisor_id="sup-wang", now=T0)
     assert not audit.complete and len(audit.outstanding) == len(audit.selection) - 1
+
+
+def test_a_visit_whose_last_retry_lapsed_is_failed_unreachable_and_not_before():
+    v = scheduled_visit()
+    assert v.gives_up_at(POLICY) is None  # never tried: nothing to lapse
+    first = T0 + timedelta(hours=1)
+    v.record_unreachable_attempt(method="phone", by="agent-007", now=first, policy=POLICY)
+    give_up = first + timedelta(days=2) + POLICY.retry_lapse
+    assert v.gives_up_at(POLICY) == give_up
+    with pytest.raises(DomainError):
+        v.record_lapsed(now=give_up - timedelta(seconds=1), policy=POLICY)
+    (e,) = v.record_lapsed(now=give_up, policy=POLICY)
+    assert isinstance(e, ReturnVisitFailed) and (e.reason, e.attempts) == ("unreachable", 1)
+    assert v.state == "failed" and v.gives_up_at(POLICY) is None
+    with pytest.raises(InvalidTransition):
+        v.record_lapsed(now=give_up, policy=POLICY)
+
+
+def test_retry_lapse_is_configurable():
+    p = FeedbackPolicy.from_mapping({"return_visit": {"retry_after_hours": [1], "retry_lapse_hours": 0.5}})
+    assert p.retry_after == (timedelta(hours=1),) and p.retry_lapse == timedelta(minutes=30)

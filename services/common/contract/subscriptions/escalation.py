@@ -1,30 +1,29 @@
-"""Events the escalation service consumes, by producer. Its queue `escalation.events` is bound to exactly these."""
+"""Events the escalation service consumes, by producer. Its queue `escalation.events` is bound to exactly these
+(services/escalation/domain/mapping.py says what each does to which clock)."""
 
 SUBSCRIBES: dict[str, list[str]] = {
     "intake": [
         "RequestRegistered",
         "RequestAcknowledged",
+        "RequestAnsweredAtDesk",
         "RequestReclassified",
         "RequestCancelled",
-        "RequestAnsweredAtDesk",
+        "RequestClosed",
         "IncidentClustered",
     ],
     "dispatch": [
+        "WorkOrderCreated",
         "WorkOrderAssigned",
-        "WorkOrderAccepted",
         "TechnicianArrived",
         "WorkOrderPaused",
         "WorkOrderResumed",
         "WorkOrderResolved",
-        "WorkOrderClosed",
-        "WorkOrderCancelled",
+        "ResidentRejected",
         "ShiftHandoverPublished",
         "ShiftHandoverAcknowledged",
-        "WorkOrderCreated",
     ],
     "feedback": [
         "ReturnVisitDone",
-        "ReturnVisitFailed",
         "FollowUpRaised",
         "ReplyLetterSent",
         "ReplyLetterConfirmed",

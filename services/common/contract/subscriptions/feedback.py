@@ -5,12 +5,10 @@ SUBSCRIBES: dict[str, list[str]] = {
         "RequestRegistered",
         "RequestReclassified",
         "LetterPraiseRecorded",
-        "RequestAnsweredAtDesk",
     ],
     "dispatch": [
         "WorkOrderAssigned",
         "WorkOrderResolved",
-        "WorkOrderClosed",
     ],
     "escalation": [
         "ClockMet",

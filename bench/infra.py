@@ -1,0 +1,53 @@
+"""Broker and database helpers of the harness: vhosts through the management API, superuser SQL."""
+from __future__ import annotations
+
+import services.common  # noqa: F401  (PSYCOPG_WAIT_FUNC before psycopg)
+
+import urllib.parse
+from typing import Any
+
+import psycopg
+import requests
+
+from bench import settings
+
+
+def rabbit(method: str, path: str, **kwargs: Any) -> requests.Response:
+    return requests.request(method, f"{settings.RABBIT_API}{path}", timeout=15, **kwargs)
+
+
+def _vh(vhost: str) -> str:
+    return urllib.parse.quote(vhost, safe="")
+
+
+def reset_vhost(vhost: str) -> None:
+    """Delete and recreate the vhost (as tests/support.py reset_vhost does), guest with every permission."""
+    rabbit("DELETE", f"/vhosts/{_vh(vhost)}")
+    rabbit("PUT", f"/vhosts/{_vh(vhost)}", json={}).raise_for_status()
+    rabbit("PUT", f"/permissions/{_vh(vhost)}/guest",
+           json={"configure": ".*", "write": ".*", "read": ".*"}).raise_for_status()
+
+
+def delete_vhost(vhost: str) -> None:
+    rabbit("DELETE", f"/vhosts/{_vh(vhost)}")
+
+
+def queue_depths(vhost: str) -> dict[str, int]:
+    """Messages (ready + unacknowledged) per queue; the management API's view, refreshed every few seconds."""
+    r = rabbit("GET", f"/queues/{_vh(vhost)}?columns=name,messages,messages_ready,messages_unacknowledged")
+    r.raise_for_status()
+    return {q["name"]: int(q.get("messages") or 0) for q in r.json()}
+
+
+def admin(autocommit: bool = True) -> psycopg.Connection[Any]:
+    return psycopg.connect(settings.ADMIN_URL, autocommit=autocommit)
+
+
+def scalar(sql: str, params: Any = None) -> Any:
+    with admin() as conn:
+        row = conn.execute(sql, params).fetchone()
+    return row[0] if row else None
+
+
+def table_exists(conn: psycopg.Connection[Any], qualified: str) -> bool:
+    return conn.execute("SELECT to_regclass(%s) IS NOT NULL", (qualified,)).fetchone()[0]  # type: ignore[index]

@@ -1,0 +1,313 @@
+"""Escalation's SQL, in its own schema. Every statement is keyed or range-scanned on an index: the handlers and
+the timer pass never scan all clocks (see migrations/0002_escalation.sql for the indexes each query uses)."""
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from psycopg.types.json import Jsonb
+
+from services.common.db import UnitOfWork
+
+OPEN_STATES = ("running", "paused", "breached")
+
+
+def _jsonb(value: Any) -> Jsonb:
+    return Jsonb(value, dumps=lambda o: json.dumps(o, default=str, ensure_ascii=False))
+
+
+# -- policy versions ------------------------------------------------------------------------------------------
+
+def lock_policy_table(uow: UnitOfWork) -> None:
+    # Several replicas start at once: only one of them may decide "the file differs, save a new version".
+    uow.execute("SELECT pg_advisory_xact_lock(hashtext('escalation.policy_versions'))")
+
+
+def latest_policy(uow: UnitOfWork) -> dict[str, Any] | None:
+    return uow.execute("SELECT version, policy, digest, source, created_at FROM policy_versions "
+                       "ORDER BY version DESC LIMIT 1").fetchone()
+
+
+def latest_policy_version(uow: UnitOfWork) -> int | None:
+    row = uow.execute("SELECT max(version) AS v FROM policy_versions").fetchone()
+    return row["v"] if row else None
+
+
+def get_policy(uow: UnitOfWork, version: int) -> dict[str, Any] | None:
+    return uow.execute("SELECT version, policy, digest, source, created_at FROM policy_versions WHERE version = %s",
+                       (version,)).fetchone()
+
+
+def list_policy_versions(uow: UnitOfWork) -> list[dict[str, Any]]:
+    return uow.execute("SELECT version, digest, source, created_at, policy->>'description' AS description "
+                       "FROM policy_versions ORDER BY version").fetchall()
+
+
+def insert_policy(uow: UnitOfWork, version: int, policy: dict[str, Any], digest: str, source: str) -> None:
+    uow.execute("INSERT INTO policy_versions (version, policy, digest, source) VALUES (%s, %s, %s, %s)",
+                (version, _jsonb(policy), digest, source))
+
+
+# -- calendar years -------------------------------------------------------------------------------------------
+
+def lock_calendar_table(uow: UnitOfWork) -> None:
+    uow.execute("SELECT pg_advisory_xact_lock(hashtext('escalation.calendar_years'))")
+
+
+def calendar_stamp(uow: UnitOfWork) -> int:
+    row = uow.execute("SELECT coalesce(max(id), 0) AS id FROM calendar_years").fetchone()
+    return int(row["id"]) if row else 0
+
+
+def calendar_years(uow: UnitOfWork) -> list[dict[str, Any]]:
+    return uow.execute("SELECT id, year, version, data, source, loaded_by, loaded_at FROM calendar_years "
+                       "ORDER BY year, version").fetchall()
+
+
+def latest_year_version(uow: UnitOfWork, year: int) -> int:
+    row = uow.execute("SELECT coalesce(max(version), 0) AS v FROM calendar_years WHERE year = %s", (year,)).fetchone()
+    return int(row["v"]) if row else 0
+
+
+def insert_year(uow: UnitOfWork, year: int, version: int, data: dict[str, Any], source: str, by: str) -> None:
+    uow.execute("INSERT INTO calendar_years (year, version, data, source, loaded_by) VALUES (%s, %s, %s, %s, %s)",
+                (year, version, _jsonb(data), source, by))
+
+
+# -- request facts ----------------------------------------------------------------------------------------------
+
+def lock_subject(uow: UnitOfWork, subject: str) -> dict[str, Any]:
+    """The subject's facts row, created empty if needed, locked for the rest of the transaction."""
+    uow.execute("INSERT INTO requests (request_no) VALUES (%s) ON CONFLICT DO NOTHING", (subject,))
+    row = uow.execute("SELECT * FROM requests WHERE request_no = %s FOR UPDATE", (subject,)).fetchone()
+    assert row is not None
+    return row
+
+
+REQUEST_COLUMNS = ("registered", "policy_version", "property_id", "building", "unit", "channel", "category",
+                   "subcategory", "priority", "emergency", "department", "registered_at", "resolved_at",
+                   "reopen_count", "cluster_size", "vip", "compensation_demanded", "facts")
+
+
+def update_subject(uow: UnitOfWork, subject: str, **values: Any) -> None:
+    if not values:
+        return
+    bad = set(values) - set(REQUEST_COLUMNS)
+    if bad:
+        raise ValueError(f"unknown request columns {bad}")
+    sets = ", ".join(f"{k} = %s" for k in values)
+    params = [(_jsonb(v) if k == "facts" else v) for k, v in values.items()]
+    uow.execute(f"UPDATE requests SET {sets} WHERE request_no = %s", (*params, subject))
+
+
+def previous_repair_resolved_at(uow: UnitOfWork, property_id: str, unit: str, subcategory: str,
+                                request_no: str, before: datetime) -> datetime | None:
+    row = uow.execute(
+        "SELECT max(resolved_at) AS at FROM requests WHERE property_id = %s AND unit = %s AND subcategory = %s "
+        "AND resolved_at IS NOT NULL AND resolved_at <= %s AND request_no <> %s",
+        (property_id, unit, subcategory, before, request_no)).fetchone()
+    return row["at"] if row else None
+
+
+# -- pending facts ----------------------------------------------------------------------------------------------
+
+def add_pending(uow: UnitOfWork, subject: str, clock: str, verb: str, at: datetime, reason: str | None) -> None:
+    uow.execute("INSERT INTO pending_facts (request_no, clock, verb, at, reason) VALUES (%s, %s, %s, %s, %s)",
+                (subject, clock, verb, at, reason))
+
+
+def pending_for(uow: UnitOfWork, subject: str) -> list[dict[str, Any]]:
+    return uow.execute("SELECT id, clock, verb, at, reason FROM pending_facts WHERE request_no = %s ORDER BY at, id",
+                       (subject,)).fetchall()
+
+
+def delete_pending(uow: UnitOfWork, ids: Sequence[int]) -> None:
+    if ids:
+        uow.execute("DELETE FROM pending_facts WHERE id = ANY(%s)", (list(ids),))
+
+
+# -- clocks ---------------------------------------------------------------------------------------------------
+
+def clocks_of(uow: UnitOfWork, subject: str, lock: bool = True) -> list[dict[str, Any]]:
+    sql = "SELECT clock_id, kind, state, policy_version, data FROM clocks WHERE request_no = %s ORDER BY started_at"
+    return uow.execute(sql + (" FOR UPDATE" if lock else ""), (subject,)).fetchall()
+
+
+def lock_clocks_skip_locked(uow: UnitOfWork, clock_ids: Sequence[UUID]) -> list[dict[str, Any]]:
+    return uow.execute("SELECT clock_id, kind, state, policy_version, data FROM clocks WHERE clock_id = ANY(%s) "
+                       "FOR UPDATE SKIP LOCKED", (list(clock_ids),)).fetchall()
+
+
+def clock_row(clock: Any, warn_at: datetime | None) -> dict[str, Any]:
+    f = clock.facts
+    return {
+        "clock_id": clock.clock_id, "request_no": clock.request_no, "kind": clock.kind, "state": str(clock.state),
+        "policy_version": clock.policy.version, "rule": clock.rule, "target_seconds": clock.target_seconds,
+        "started_at": clock.started_at, "deadline": clock.deadline, "warn_at": warn_at,
+        "warned": clock.warned_at is not None, "breached_at": clock.breached_at, "met_at": clock.met_at,
+        "elapsed_seconds": clock.elapsed_at_stop, "calendar_fallback": clock.calendar_fallback,
+        "category": f.category, "priority": f.priority, "channel": f.channel, "property_id": f.property_id or "",
+        "data": _jsonb(clock.to_dict()),
+    }
+
+
+_CLOCK_COLS = ("clock_id", "request_no", "kind", "state", "policy_version", "rule", "target_seconds", "started_at",
+               "deadline", "warn_at", "warned", "breached_at", "met_at", "elapsed_seconds", "calendar_fallback",
+               "category", "priority", "channel", "property_id", "data")
+_CLOCK_UPDATE = ("state", "rule", "target_seconds", "deadline", "warn_at", "warned", "breached_at", "met_at",
+                 "elapsed_seconds", "calendar_fallback", "category", "priority", "channel", "property_id", "data")
+UPSERT_CLOCK = (
+    f"INSERT INTO clocks ({', '.join(_CLOCK_COLS)}) VALUES ({', '.join('%(' + c + ')s' for c in _CLOCK_COLS)}) "
+    f"ON CONFLICT (clock_id) DO UPDATE SET {', '.join(f'{c} = EXCLUDED.{c}' for c in _CLOCK_UPDATE)}, "
+    "updated_at = now()"
+)
+
+
+def save_clocks(uow: UnitOfWork, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        with uow.conn.cursor() as cur:
+            cur.executemany(UPSERT_CLOCK, rows)
+
+
+def replace_timers(uow: UnitOfWork, timers: dict[UUID, list[Any]]) -> None:
+    """Pending timers of each clock become exactly `timers[clock_id]` (fired rows stay as history)."""
+    if not timers:
+        return
+    uow.execute("DELETE FROM deadlines WHERE clock_id = ANY(%s) AND fired_at IS NULL", (list(timers),))
+    rows = [(cid, t.kind, t.due_at, t.token) for cid, ts in timers.items() for t in ts]
+    if rows:
+        with uow.conn.cursor() as cur:
+            cur.executemany("INSERT INTO deadlines (clock_id, kind, due_at, token) VALUES (%s, %s, %s, %s) "
+                            "ON CONFLICT (clock_id, token) DO NOTHING", rows)
+
+
+def due_timers(uow: UnitOfWork, now: datetime, limit: int) -> list[dict[str, Any]]:
+    """Due, unfired timers, oldest first; rows another instance holds are skipped (deadlines_due index)."""
+    return uow.execute(
+        "SELECT id, clock_id, kind, token, due_at FROM deadlines WHERE fired_at IS NULL AND due_at <= %s "
+        "ORDER BY due_at LIMIT %s FOR UPDATE SKIP LOCKED", (now, limit)).fetchall()
+
+
+def mark_fired(uow: UnitOfWork, ids: Sequence[int], at: datetime) -> None:
+    if ids:
+        uow.execute("UPDATE deadlines SET fired_at = %s WHERE id = ANY(%s)", (at, list(ids)))
+
+
+def timers_due_count(uow: UnitOfWork, now: datetime) -> int:
+    row = uow.execute("SELECT count(*) AS n FROM deadlines WHERE fired_at IS NULL AND due_at <= %s",
+                      (now,)).fetchone()
+    return int(row["n"]) if row else 0
+
+
+# -- escalations ----------------------------------------------------------------------------------------------
+
+UPSERT_ESCALATION = (
+    "INSERT INTO escalations (escalation_id, request_no, clock_id, clock, source, rule, reason, rung, rung_index, "
+    "climbs, acknowledged_by, acknowledged_at, stopped, data, created_at) VALUES (%(escalation_id)s, "
+    "%(request_no)s, %(clock_id)s, %(clock)s, %(source)s, %(rule)s, %(reason)s, %(rung)s, %(rung_index)s, "
+    "%(climbs)s, %(acknowledged_by)s, %(acknowledged_at)s, %(stopped)s, %(data)s, %(created_at)s) "
+    "ON CONFLICT (escalation_id) DO UPDATE SET rung = EXCLUDED.rung, rung_index = EXCLUDED.rung_index, "
+    "climbs = EXCLUDED.climbs, acknowledged_by = EXCLUDED.acknowledged_by, "
+    "acknowledged_at = EXCLUDED.acknowledged_at, stopped = EXCLUDED.stopped, data = EXCLUDED.data, "
+    "updated_at = now()"
+)
+
+
+def escalation_row(run: Any) -> dict[str, Any]:
+    d = run.to_dict()
+    return {
+        "escalation_id": run.escalation_id, "request_no": run.request_no, "clock_id": run.clock_id,
+        "clock": run.clock, "source": run.source, "rule": run.rule, "reason": run.reason, "rung": run.rung or "",
+        "rung_index": run.rung_index, "climbs": _jsonb(d["climbs"]), "acknowledged_by": run.acknowledged_by,
+        "acknowledged_at": run.acknowledged_at, "stopped": run.stopped, "data": _jsonb(d),
+        "created_at": run.climbs[0].at,
+    }
+
+
+def save_escalations(uow: UnitOfWork, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        with uow.conn.cursor() as cur:
+            cur.executemany(UPSERT_ESCALATION, rows)
+
+
+def get_escalation(uow: UnitOfWork, escalation_id: UUID) -> dict[str, Any] | None:
+    return uow.execute("SELECT * FROM escalations WHERE escalation_id = %s", (escalation_id,)).fetchone()
+
+
+def lock_escalation(uow: UnitOfWork, escalation_id: UUID) -> dict[str, Any] | None:
+    return uow.execute("SELECT * FROM escalations WHERE escalation_id = %s FOR UPDATE", (escalation_id,)).fetchone()
+
+
+def escalations_of(uow: UnitOfWork, request_no: str) -> list[dict[str, Any]]:
+    return uow.execute("SELECT * FROM escalations WHERE request_no = %s ORDER BY created_at",
+                       (request_no,)).fetchall()
+
+
+def fired_conditions(uow: UnitOfWork, request_no: str) -> set[str]:
+    rows = uow.execute("SELECT rule FROM condition_fired WHERE request_no = %s", (request_no,)).fetchall()
+    return {r["rule"] for r in rows}
+
+
+def record_condition(uow: UnitOfWork, request_no: str, rule: str, escalation_id: UUID, at: datetime) -> None:
+    uow.execute("INSERT INTO condition_fired (request_no, rule, escalation_id, fired_at) VALUES (%s, %s, %s, %s) "
+                "ON CONFLICT DO NOTHING", (request_no, rule, escalation_id, at))
+
+
+# -- counters (updated in the verdict's transaction; keys sorted so two transactions never deadlock) ----------
+
+def bump_counters(uow: UnitOfWork, verdicts: dict[tuple[str, ...], int], elapsed: dict[tuple[Any, ...], list[float]],
+                  escalations: dict[tuple[str, str], int], fallbacks: dict[str, int]) -> None:
+    with uow.conn.cursor() as cur:
+        if verdicts:
+            cur.executemany(
+                "INSERT INTO verdict_counts (clock, outcome, category, priority, channel, property_id, n) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (clock, outcome, category, priority, channel, "
+                "property_id) DO UPDATE SET n = verdict_counts.n + EXCLUDED.n",
+                [(*k, n) for k, n in sorted(verdicts.items())])
+        if elapsed:
+            cur.executemany(
+                "INSERT INTO elapsed_buckets (clock, category, priority, channel, property_id, bucket, n, "
+                "total_seconds) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (clock, category, priority, "
+                "channel, property_id, bucket) DO UPDATE SET n = elapsed_buckets.n + EXCLUDED.n, "
+                "total_seconds = elapsed_buckets.total_seconds + EXCLUDED.total_seconds",
+                [(*k, len(v), float(sum(v))) for k, v in sorted(elapsed.items())])
+        if escalations:
+            cur.executemany(
+                "INSERT INTO escalation_counts (rung, reason, n) VALUES (%s, %s, %s) ON CONFLICT (rung, reason) "
+                "DO UPDATE SET n = escalation_counts.n + EXCLUDED.n",
+                [(*k, n) for k, n in sorted(escalations.items())])
+        if fallbacks:
+            cur.executemany(
+                "INSERT INTO fallback_counts (clock, n) VALUES (%s, %s) ON CONFLICT (clock) "
+                "DO UPDATE SET n = fallback_counts.n + EXCLUDED.n", sorted(fallbacks.items()))
+
+
+# -- reading ---------------------------------------------------------------------------------------------------
+
+def clocks_for_view(uow: UnitOfWork, request_no: str) -> list[dict[str, Any]]:
+    return clocks_of(uow, request_no, lock=False)
+
+
+def at_risk(uow: UnitOfWork, now: datetime, property_id: str | None, department: str | None,
+            limit: int) -> list[dict[str, Any]]:
+    where = ["c.state IN ('running', 'paused', 'breached')",
+             "(c.state = 'breached' OR c.warned OR (c.state = 'running' AND (c.warn_at <= %(now)s "
+             "OR c.deadline <= %(now)s)))"]
+    params: dict[str, Any] = {"now": now, "limit": limit}
+    if property_id:
+        where.append("c.property_id = %(property_id)s")
+        params["property_id"] = property_id
+    if department:
+        where.append("r.department = %(department)s")
+        params["department"] = department
+    return uow.execute(
+        "SELECT c.clock_id, c.request_no, c.kind, c.state, c.policy_version, c.data, c.property_id, r.department "
+        "FROM clocks c LEFT JOIN requests r ON r.request_no = c.request_no "
+        f"WHERE {' AND '.join(where)} ORDER BY c.deadline LIMIT %(limit)s", params).fetchall()
+
+
+def rows(uow: UnitOfWork, sql: str, params: Iterable[Any] | dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    return uow.execute(sql, params).fetchall()

@@ -1,0 +1,128 @@
+"""The walking skeleton (issue 2, items 7 and 8): one request over HTTP and one from another system over
+plain AMQP, each through intake -> dispatch -> escalation -> feedback on real processes; metrics on every
+service's port; JSON log lines carrying the request number and correlation id, never a resident's name or
+phone number."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import uuid
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import METRICS_PORTS, Platform
+from tests.support import publish_inbound, scalar, wait_for
+
+NAME, PHONE = "欧阳娜娜", "13912345678"
+CALLER = "13698765432"
+
+
+def timeline_types(role: str, request_no: str) -> set[str]:
+    from tests.support import db
+    with db(role) as conn:
+        rows = conn.execute("SELECT event_type FROM timeline WHERE request_no = %s", (request_no,)).fetchall()
+    return {r[0] for r in rows}
+
+
+def work_order_id(platform: Platform, request_no: str) -> str:
+    def find() -> Any:
+        r = platform.api("GET", f"/requests/{request_no}/work-orders")
+        items = r.json() if r.ok else None
+        if isinstance(items, dict):
+            items = items.get("items") or items.get("work_orders")
+        return items[0]["id"] if items else None
+    return str(wait_for(find, what=f"work order of {request_no}"))
+
+
+def resolve_through_the_api(platform: Platform, request_no: str) -> None:
+    """The technician accepts, arrives and resolves, as staff record it through the API."""
+    wo = work_order_id(platform, request_no)
+    detail = platform.api("GET", f"/work-orders/{wo}").json()
+    tech = detail.get("technician_id")
+    for action, body in (("accept", {"technician_id": tech, "by": tech}), ("arrive", {"by": tech})):
+        r = platform.api("POST", f"/work-orders/{wo}/{action}", json=body)
+        assert r.status_code == 200, (action, r.text)
+    r = platform.api("POST", f"/requests/{request_no}/resolve",
+                     json={"resolution": "更换水管接头，已试水无渗漏", "by": tech, "fee_cents": 0})
+    assert r.status_code == 200, r.text
+
+
+def assert_travelled(platform: Platform, request_no: str) -> None:
+    wait_for(lambda: {"WorkOrderCreated", "WorkOrderAssigned"} <= timeline_types("dispatch", request_no),
+             what="routed and assigned by dispatch")
+    wait_for(lambda: "ClockStarted" in timeline_types("escalation", request_no), what="clocks started")
+    resolve_through_the_api(platform, request_no)
+    wait_for(lambda: "ReturnVisitScheduled" in timeline_types("feedback", request_no), what="return visit")
+    answer = platform.api("GET", f"/requests/{request_no}").json()
+    services = {e["service"] for e in answer["timeline"]}
+    assert services == {"intake", "dispatch", "escalation", "feedback"}, answer["timeline"]
+    types = [e["event_type"] for e in answer["timeline"]]
+    assert types.index("RequestRegistered") < types.index("WorkOrderAssigned") < types.index("WorkOrderResolved")
+
+
+def test_a_request_submitted_over_http_travels_through_all_four_services(platform: Platform) -> None:
+    r = platform.api("POST", "/requests", headers={"Idempotency-Key": f"desk-{uuid.uuid4()}"}, json={
+        "channel": "phone", "property_id": "LY", "building": "3", "unit": "3-1502", "agent_id": "agent-007",
+        "reporter": {"kind": "resident", "name": NAME, "phone": PHONE},
+        "description": "厨房水管爆了，水漫到客厅", "paid_service": True})
+    assert r.status_code == 201, r.text
+    request_no = r.json()["request_no"]
+    assert r.json()["owner_agent"] == "agent-007"
+    assert scalar("intake", "SELECT channel FROM requests WHERE request_no = %s", (request_no,)) == "phone"
+    assert_travelled(platform, request_no)
+
+
+def test_a_request_published_by_another_system_travels_through_all_four_services(platform: Platform) -> None:
+    external_id = f"call-{uuid.uuid4()}"
+    publish_inbound({
+        "source": "callcentre", "external_id": external_id, "channel": "call_centre", "property_id": "LY",
+        "building": "5", "unit": "5-0801", "reporter": {"kind": "resident", "name": NAME, "phone": CALLER},
+        "description": "卫生间天花板漏水，楼上渗下来的", "paid_service": True,
+        "channel_details": {"caller_number": CALLER, "call_id": "cc-778899"}}, routing_key="request.call_centre")
+    request_no = wait_for(lambda: scalar("intake", "SELECT request_no FROM requests WHERE external_id = %s",
+                                         (external_id,)), what="registered from AMQP")
+    assert_travelled(platform, request_no)
+
+
+def test_every_service_exposes_pipeline_metrics_on_its_documented_port(platform: Platform) -> None:
+    for service in ("intake", "dispatch", "escalation", "feedback"):
+        text = platform.metrics(service)
+        assert "outbox_pending_events{" in text, service
+        assert "event_handler_duration_seconds_bucket" in text or service == "intake", service
+    assert 'events_handled_total{event_type="RequestRegistered",queue="dispatch.events",service="dispatch"}' \
+        in platform.metrics("dispatch")
+    assert "http_requests_total{" in platform.metrics("gateway")
+    assert set(METRICS_PORTS) == {"gateway", "intake", "dispatch", "escalation", "feedback"}
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool (Debian package prometheus) not installed")
+def test_every_services_metrics_pass_promtool(platform: Platform) -> None:
+    for service in METRICS_PORTS:
+        check = subprocess.run(["promtool", "check", "metrics"], input=platform.metrics(service),
+                               capture_output=True, text=True)
+        assert check.returncode == 0, (service, check.stdout, check.stderr)
+
+
+def test_log_lines_are_json_with_request_number_and_correlation_id_and_never_a_residents_name_or_phone(
+        platform: Platform) -> None:
+    lines = [line for line in platform.logs().splitlines() if line.strip()]
+    parsed = [json.loads(line) for line in lines if line.startswith("{")]
+    assert len(parsed) > 20
+    assert len(parsed) >= 0.95 * len(lines), "log lines are not JSON"
+    with_request = [p for p in parsed if p.get("request_no")]
+    assert with_request and all(p.get("correlation_id") for p in with_request)
+    text = platform.logs()
+    for secret in (NAME, PHONE, CALLER):
+        assert secret not in text
+
+
+def test_no_event_to_other_services_carries_a_residents_name_or_phone(platform: Platform) -> None:
+    from tests.support import db
+    for role in ("intake", "dispatch", "escalation", "feedback"):
+        with db(role) as conn:
+            rows = conn.execute("SELECT data::text FROM timeline").fetchall()
+        for (data,) in rows:
+            for secret in (NAME, PHONE, CALLER):
+                assert secret not in data, (role, data)
