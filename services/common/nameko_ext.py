@@ -20,7 +20,7 @@ from eventlet.queue import Empty, LightQueue
 from kombu import Connection
 from kombu.messaging import Consumer as KombuConsumer
 from marshmallow import ValidationError
-from nameko.amqp.publish import Publisher, UndeliverableMessage
+from nameko.amqp.publish import Publisher
 from nameko.extensions import DependencyProvider, SharedExtension
 from nameko.messaging import Consumer, QueueConsumer
 from prometheus_client import REGISTRY, start_http_server
@@ -28,6 +28,7 @@ from prometheus_client.core import GaugeMetricFamily
 
 from services.common import logs, metrics, topology
 from services.common.db import UnitOfWork, make_pool, migrate
+from services.common.publisher import ConfirmingPublisher, Outgoing
 from services.common.domain import DomainError
 from services.common.rpc import domain_errors
 
@@ -123,7 +124,7 @@ class Store(DependencyProvider):
     # Relay: publish committed outbox rows with confirms, then delete them. A crash between the two
     # publishes a row again on restart; consumers' inboxes make that harmless.
     def _relay_forever(self) -> None:
-        publisher = Publisher(self.amqp_uri, use_confirms=True, serializer="json", retry=False)
+        publisher = ConfirmingPublisher(self.amqp_uri)
         backoff = 0.1
         while self._running:
             try:
@@ -143,42 +144,36 @@ class Store(DependencyProvider):
             except Empty:
                 pass
 
-    def relay_once(self, publisher: Publisher) -> int:
-        failure: Exception | None = None
+    def relay_once(self, publisher: ConfirmingPublisher) -> int:
+        """Publish one batch of committed outbox rows; delete those the broker confirmed and routed."""
         with self.pool.connection() as conn:
             rows = conn.execute(
                 "SELECT id, exchange, routing_key, body FROM outbox ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
                 (self.batch_size,),
             ).fetchall()
-            sent: list[int] = []
-            for row_id, exchange_name, routing_key, body in rows:
-                try:
-                    publisher.publish(
-                        body,
-                        exchange=topology.exchange(exchange_name),
-                        routing_key=routing_key,
-                        mandatory=topology.subscribed(self.service, routing_key),
-                        message_id=body["event_id"],
-                        correlation_id=body.get("correlation_id"),
-                        headers={"event_type": routing_key, "producer": self.service},
-                    )
-                except UndeliverableMessage:
-                    metrics.OUTBOX_PUBLISH_ERRORS.labels(self.service, "unroutable").inc()
-                    log.warning("event %s unroutable: a consumer queue is missing; redeclaring", routing_key)
-                    topology.declare(self.amqp_uri)
-                    break
-                except Exception as exc:  # the broker went away: keep this row and the rest for later
-                    failure = exc
-                    break
-                sent.append(row_id)
-            # Rows the broker confirmed are removed even when a later one failed.
-            if sent:
-                conn.execute("DELETE FROM outbox WHERE id = ANY(%s)", (sent,))
-        if sent:
-            metrics.OUTBOX_PUBLISHED.labels(self.service).inc(len(sent))
-        if failure is not None:
-            raise failure
-        return len(sent)
+            if not rows:
+                return 0
+            outcome = publisher.publish_batch([
+                Outgoing(exchange=exchange_name, routing_key=routing_key, body=body, message_id=body["event_id"],
+                         mandatory=topology.subscribed(self.service, routing_key),
+                         correlation_id=body.get("correlation_id"),
+                         headers={"event_type": routing_key, "producer": self.service})
+                for _, exchange_name, routing_key, body in rows
+            ])
+            done = [rows[i][0] for i in outcome.confirmed]
+            if done:
+                conn.execute("DELETE FROM outbox WHERE id = ANY(%s)", (done,))
+        metrics.OUTBOX_PUBLISHED.labels(self.service).inc(len(done))
+        if outcome.unroutable:
+            # A consumer's queue is missing (a fresh broker): declare it again; the rows stay for the next pass.
+            metrics.OUTBOX_PUBLISH_ERRORS.labels(self.service, "unroutable").inc(len(outcome.unroutable))
+            log.warning("%d events unroutable; redeclaring the topology", len(outcome.unroutable))
+            topology.declare(self.amqp_uri)
+        if outcome.nacked:
+            metrics.OUTBOX_PUBLISH_ERRORS.labels(self.service, "nacked").inc(len(outcome.nacked))
+        if outcome.unroutable or outcome.nacked:
+            raise RuntimeError("some events were not accepted by the broker; kept for the next pass")
+        return len(done)
 
 
 # ----------------------------------------------------------------------------------------- observability

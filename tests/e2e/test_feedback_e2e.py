@@ -24,7 +24,8 @@ def _resolve(platform: Platform, request_no: str) -> None:
     wo_id = wo.get("id") or wo.get("work_order_id")
     tech = (platform.api("GET", f"/work-orders/{wo_id}").json().get("technician_id")
             or wo.get("technician_id") or "tech-e2e")
-    for action, body in (("accept", {"technician_id": tech, "by": tech}), ("arrive", {"by": tech})):
+    for action, body in (("accept", {"technician_id": tech, "by": tech}), ("depart", {"by": tech}),
+                         ("arrive", {"by": tech})):
         r = platform.api("POST", f"/work-orders/{wo_id}/{action}", json=body)
         assert r.status_code == 200, (action, r.text)
     r = platform.api("POST", f"/requests/{request_no}/resolve",
@@ -35,7 +36,7 @@ def _resolve(platform: Platform, request_no: str) -> None:
 def test_a_complaint_gets_its_reply_letter_reviewed_approved_sent_confirmed_and_its_return_visit(
         platform: Platform) -> None:
     key = f"fb-e2e-{uuid.uuid4()}"
-    complaint = {"channel": "phone", "property_id": "LY", "building": "5", "unit": "5-0801",
+    complaint = {"channel": "phone", "property_id": "LY", "building": "5", "unit": "5-801",
                  "reporter": {"kind": "resident", "name": "李雷", "phone": "13700001111"},
                  "description": "投诉：保安态度很差，多次反映无人处理"}
     # A client retries a 503 (a service still starting) with the same Idempotency-Key, as the API asks.
@@ -47,7 +48,8 @@ def test_a_complaint_gets_its_reply_letter_reviewed_approved_sent_confirmed_and_
 
     r = platform.api("POST", f"/requests/{request_no}/letters", json={
         "template_id": "complaint-reply-v1", "department": "security", "concerns_property": True, "by": "cc-zhao",
-        "values": {"resident_title": "李先生", "findings": "经核实，情况属实", "measures": "已对当班保安批评教育并培训"}})
+        "values": {"resident_title": "李先生", "findings": "经核实，情况属实",
+                   "measures": "已对当班保安批评教育并培训"}})
     assert r.status_code == 201, r.text
     letter = r.json()
     lid = letter["letter_id"]

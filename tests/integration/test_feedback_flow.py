@@ -6,9 +6,10 @@ import csv
 import io
 import json
 import uuid
-from datetime import datetime, timedelta, timezone
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import yaml
@@ -20,8 +21,6 @@ from services.common import topology
 from services.feedback.domain.statistics import CHINA_TZ
 from services.feedback.entrypoints.service import FeedbackService
 from tests.support import amqp_uri, get_messages, scalar, wait_for
-
-UTC = timezone.utc
 
 
 def _json(o: Any) -> Any:
@@ -76,7 +75,7 @@ def decision(no: str) -> dict[str, Any] | None:
         cur = conn.execute("SELECT required, reason, seed_id, draw, rate, visit_id FROM visit_decisions "
                            "WHERE request_no = %s", (no,))
         row = cur.fetchone()
-        return dict(zip([c.name for c in cur.description or []], row)) if row else None
+        return dict(zip([c.name for c in cur.description or []], row, strict=True)) if row else None
 
 
 def visit_id_of(no: str) -> str:
@@ -121,7 +120,7 @@ def test_valid_complaints_and_paid_services_always_get_a_visit_and_a_sampled_out
     resolved(plain, uuid.uuid4())
 
     for no, reason in ((complaint, "valid_complaint"), (paid, "paid_service")):
-        d = wait_for(lambda no=no: decision(no), what=f"decision for {no}")
+        d = wait_for(lambda: decision(no), what=f"decision for {no}")  # noqa: B023  (used at once)
         assert (d["required"], d["reason"], d["seed_id"], d["rate"]) == (True, reason, "it-seed", 0.0)
         visits = ok(feedback.request_visits(no))["visits"]
         assert [(v["state"], v["reason"]) for v in visits] == [("scheduled", reason)]

@@ -303,12 +303,20 @@ def _tech_of(body: dict[str, Any]) -> str:
     return body.get("technician_id") or body["by"]
 
 
+def _arrive(wo: WorkOrder, by: str, now: datetime) -> None:
+    # Arriving straight from "accepted" (the technician was already in the building) records the departure at
+    # the same instant, so the history still reads accepted -> en_route -> on_site.
+    if wo.state == "accepted":
+        wo.depart(by=by, now=now)
+    wo.arrive(by=by, now=now)
+
+
 ACTIONS: dict[str, Callable[[WorkOrder, Settings, dict[str, Any], datetime], None]] = {
     "accept": lambda wo, s, b, now: wo.accept(_tech_of(b), now=now),
     "grab": lambda wo, s, b, now: wo.grab(_tech_of(b), now=now),
     "decline": lambda wo, s, b, now: wo.decline(_tech_of(b), reason=b.get("reason") or "", now=now),
     "depart": lambda wo, s, b, now: wo.depart(by=b["by"], now=now),
-    "arrive": lambda wo, s, b, now: wo.arrive(by=b["by"], now=now),
+    "arrive": lambda wo, s, b, now: _arrive(wo, b["by"], now),
     "temporary_measure": lambda wo, s, b, now: wo.take_temporary_measure(b.get("measure") or "", by=b["by"], now=now),
     "pause": lambda wo, s, b, now: wo.pause(b.get("reason") or "", by=b["by"], now=now, until=b.get("until"),
                                             note=b.get("note")),

@@ -43,21 +43,24 @@ def find_by_external_id(uow: UnitOfWork, source: str, external_id: str) -> str |
     return row["request_no"] if row else None
 
 
-def next_seq(uow: UnitOfWork, property_id: str, local_day: date) -> int:
+def next_seq(uow: UnitOfWork, property_id: str, local_day: date) -> tuple[int, datetime]:
     """Issue the next number in a transaction of its own: the row lock lasts one statement, not a whole
     registration. A registration that then fails leaves a gap in the day's numbers, never a duplicate.
 
     It runs on the unit of work's own connection and commits there, so the caller must not have written or
     locked anything yet. A second pooled connection per registration starved the pool: with more workers than
-    connections, every holder waited for a second one (PoolTimeout under 200 concurrent submissions)."""
+    connections, every holder waited for a second one (PoolTimeout under 200 concurrent submissions).
+
+    Also returns the instant read under the counter's row lock: used as the registration time, numbers and
+    times then sort the same way (a clock read before or after the counter would not)."""
     with uow.conn.cursor(row_factory=tuple_row) as cur:
         row = cur.execute(
             "INSERT INTO request_numbers (property_id, local_day, last_seq) VALUES (%s, %s, 1) "
             "ON CONFLICT (property_id, local_day) DO UPDATE SET last_seq = request_numbers.last_seq + 1 "
-            "RETURNING last_seq", (property_id, local_day)).fetchone()
+            "RETURNING last_seq, clock_timestamp()", (property_id, local_day)).fetchone()
     uow.conn.commit()
     assert row is not None
-    return int(row[0])
+    return int(row[0]), row[1]
 
 
 # --- duplicates and clusters -----------------------------------------------------------------------------------------

@@ -91,16 +91,16 @@ def _register(uow: UnitOfWork, cmd: RegisterRequest, classifier: Classifier, rul
         if existing:
             return {"request_no": existing, "created": False}, None, []
     building = _check_place(uow, cmd)
-    now = uow.now()
+    day = local_date(uow.now())
     auto = classifier.classify(cmd.description)
     classification = auto
     if cmd.category:
         classification = override_classification(auto, category=cmd.category, subcategory=cmd.subcategory,
                                                   priority=cmd.priority)
     reporter = Reporter.create(cmd.reporter_kind, cmd.reporter_name, cmd.reporter_phone)
-    seq = repo.next_seq(uow, cmd.property_id, local_date(now))
+    seq, now = repo.next_seq(uow, cmd.property_id, day)
     request = Request.register(
-        request_no=format_request_no(cmd.property_id, local_date(now), seq), property_id=cmd.property_id,
+        request_no=format_request_no(cmd.property_id, day, seq), property_id=cmd.property_id,
         channel=cmd.channel, description=cmd.description, reporter=reporter, classification=classification,
         registered_by=cmd.agent_id or DUTY_DESK, now=now, building=building, unit=cmd.unit, area=cmd.area,
         source=cmd.source, external_id=cmd.external_id, channel_details=cmd.details, paid_service=cmd.paid_service)

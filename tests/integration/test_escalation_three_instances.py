@@ -1,0 +1,99 @@
+"""Three escalation instances share 10,000 deadlines falling due within a few seconds: each fires exactly once
+(one ClockBreached per clock in the timeline, one fired row), none more than 1 s late (fired_at - due_at), and
+the due-timer query reads the partial index on due_at, not the table."""
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import psycopg
+import yaml
+
+from services.common.config import REPO_ROOT
+from services.escalation.domain.calendar import WorkingCalendar
+from services.escalation.domain.clock import start_clock
+from services.escalation.domain.policy import ClockFacts, Policy
+from services.escalation.adapters import repository as repo
+from services.escalation.entrypoints.service import EscalationService
+from tests.support import db, wait_for
+
+N = 10_000
+
+
+def _policy(conn: psycopg.Connection[Any]) -> Policy:
+    # A one-rung ladder: a breach tells the front desk and climbs no further, so the test measures breaches only.
+    doc = yaml.safe_load((REPO_ROOT / "tests" / "e2e" / "policy_seconds.yml").read_text(encoding="utf-8"))
+    doc["ladder"] = [{"rung": "front_desk", "wait": {"hours": 1}}]
+    doc["conditions"] = []
+    version = conn.execute("SELECT coalesce(max(version), 0) + 1 FROM policy_versions").fetchone()[0]
+    policy = Policy.from_dict({**doc, "version": version})
+    conn.execute("INSERT INTO policy_versions (version, policy, digest, source) VALUES (%s, %s, %s, 'test')",
+                 (version, json.dumps(policy.to_dict()), uuid.uuid4().hex))
+    return policy
+
+
+def _insert_clocks(conn: psycopg.Connection[Any], policy: Policy, first_due: datetime, spread: float) -> str:
+    prefix = f"T{uuid.uuid4().hex[:6].upper()}"
+    facts = ClockFacts(category="repair", priority="normal", channel="phone", property_id="LY")
+    target = policy.resolve("first_response", facts, first_due, WorkingCalendar())
+    assert target is not None
+    clock_rows, timer_rows = [], []
+    for i in range(N):
+        due = first_due + timedelta(seconds=spread * i / N)
+        clock = start_clock(clock_id=uuid.uuid4(), request_no=f"{prefix}-{i:05d}", kind="first_response",
+                            policy=policy, facts=facts, started_at=due - timedelta(seconds=target.target_seconds),
+                            calendar=WorkingCalendar())
+        assert clock is not None
+        clock.warned_at = clock.started_at  # only the breach timer is stored: it is the one under test
+        row = repo.clock_row(clock, None)
+        row["data"] = json.dumps(clock.to_dict())
+        clock_rows.append(tuple(row[c] for c in repo._CLOCK_COLS))
+        breach = next(t for t in clock.timers() if t.kind == "breach")
+        timer_rows.append((clock.clock_id, breach.kind, breach.due_at, breach.token))
+    with conn.cursor() as cur:
+        with cur.copy(f"COPY clocks ({', '.join(repo._CLOCK_COLS)}) FROM STDIN") as copy:
+            for r in clock_rows:
+                copy.write_row(r)
+        with cur.copy("COPY deadlines (clock_id, kind, due_at, token) FROM STDIN") as copy:
+            for r in timer_rows:
+                copy.write_row(r)
+    return prefix
+
+
+def test_three_instances_fire_ten_thousand_deadlines_exactly_once_and_on_time(run_service: Any) -> None:
+    for _ in range(3):
+        run_service(EscalationService, ESCALATION_POLICY="tests/e2e/policy_seconds.yml", TIMER_INTERVAL=0.1,
+                    max_workers=10)
+    with db("escalation") as conn:
+        policy = _policy(conn)
+        prepared = time.monotonic()
+        first_due = datetime.now(timezone.utc) + timedelta(seconds=6)
+        prefix = _insert_clocks(conn, policy, first_due, spread=8.0)
+        assert time.monotonic() - prepared < 6, "the clocks must be in before the first one falls due"
+        plan = "\n".join(r[0] for r in conn.execute(
+            "EXPLAIN SELECT id, clock_id, kind, token, due_at FROM deadlines WHERE fired_at IS NULL "
+            "AND due_at <= now() ORDER BY due_at LIMIT 200 FOR UPDATE SKIP LOCKED").fetchall())
+        assert "deadlines_due" in plan, plan
+
+        def all_fired() -> bool:
+            return conn.execute("SELECT count(*) FROM deadlines d JOIN clocks c USING (clock_id) "
+                                "WHERE c.request_no LIKE %s AND d.fired_at IS NOT NULL",
+                                (prefix + "%",)).fetchone()[0] == N
+
+        wait_for(all_fired, timeout=30, interval=0.5, what="every deadline fired")
+        fired_rows, worst = conn.execute(
+            "SELECT count(*), max(extract(epoch FROM d.fired_at - d.due_at)) FROM deadlines d JOIN clocks c "
+            "USING (clock_id) WHERE c.request_no LIKE %s AND d.kind = 'breach' AND d.fired_at IS NOT NULL",
+            (prefix + "%",)).fetchone()
+        per_clock = conn.execute(
+            "SELECT n, count(*) FROM (SELECT request_no, count(*) AS n FROM timeline WHERE request_no LIKE %s "
+            "AND event_type = 'ClockBreached' GROUP BY request_no) x GROUP BY n", (prefix + "%",)).fetchall()
+        breached = conn.execute("SELECT count(*) FROM clocks WHERE request_no LIKE %s AND state = 'breached'",
+                                (prefix + "%",)).fetchone()[0]
+    assert fired_rows == N
+    assert dict(per_clock) == {1: N}, f"ClockBreached per clock: {per_clock}"
+    assert breached == N
+    assert float(worst) <= 1.0, f"worst lateness {worst:.3f}s"
