@@ -80,9 +80,9 @@ def _publisher(pub: int, n_pubs: int, rate: float, duration: float, tag: str, t_
             else:
                 stats["nacked"] += 1
 
-    ch.events["basic_ack"].append(lambda t, m: settle(t, m, True))
-    ch.events["basic_nack"].append(lambda t, m: settle(t, m, False))
-    ch.events["basic_return"].append(lambda *a: stats.__setitem__("returned", stats["returned"] + 1))
+    ch.events["basic_ack"].add(lambda t, m: settle(t, m, True))
+    ch.events["basic_nack"].add(lambda t, m: settle(t, m, False))
+    ch.events["basic_return"].add(lambda *a: stats.__setitem__("returned", stats["returned"] + 1))
 
     def drain(timeout: float) -> None:
         try:
@@ -144,7 +144,14 @@ class LoadRun:
         return int(self.counter.value)
 
     def join(self) -> dict[str, Any]:
-        results = [self.result_q.get(timeout=self.duration + 120) for _ in self.procs]
+        results: list[dict[str, Any]] = []
+        deadline = time.time() + self.duration + 120
+        while len(results) < len(self.procs):
+            try:
+                results.append(self.result_q.get(timeout=1))
+            except Exception:  # queue.Empty: check that the publishers are still alive
+                if time.time() > deadline or not any(p.is_alive() for p in self.procs) and self.result_q.empty():
+                    raise RuntimeError(f"publishers of {self.tag} died or hung") from None
         for p in self.procs:
             p.join(timeout=10)
         sent = sum(r["sent"] for r in results)

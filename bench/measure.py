@@ -20,7 +20,9 @@ HOPS: dict[str, tuple[str, str, str]] = {
     "registered": ("intake", "RequestRegistered", ""),
     "routed": ("dispatch", "WorkOrderCreated", ""),
     "assigned": ("dispatch", "WorkOrderAssigned", ""),
-    "clocks_started": ("escalation", "ClockStarted", "AND data->>'clock' = 'first_response'"),
+    "first_clock_started": ("escalation", "ClockStarted", "AND data->>'clock' = 'first_response'"),
+    # on_site starts on the assignment: the last clock the intake -> dispatch -> escalation flow starts.
+    "clocks_started": ("escalation", "ClockStarted", "AND data->>'clock' = 'on_site'"),
 }
 
 

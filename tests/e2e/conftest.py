@@ -22,7 +22,7 @@ HTTP_PORT = int(os.environ.get("E2E_HTTP_PORT", "18000"))
 METRICS_BASE = int(os.environ.get("E2E_METRICS_BASE", "19100"))
 METRICS_PORTS = {"gateway": METRICS_BASE, "intake": METRICS_BASE + 1, "dispatch": METRICS_BASE + 2,
                  "escalation": METRICS_BASE + 3, "feedback": METRICS_BASE + 4}
-LOG_DIR = REPO_ROOT / "tmp" / "e2e-logs"
+LOG_DIR = REPO_ROOT / "tmp" / "e2e-logs" / os.environ.get("PROPSVC_DB", "propsvc_test")
 # Targets in seconds so warnings, breaches and ladder rungs happen within a test, on real processes.
 E2E_ENV = {
     "ESCALATION_POLICY": str(REPO_ROOT / "tests" / "e2e" / "policy_seconds.yml"),
@@ -56,7 +56,7 @@ class Platform:
         return {name: p.poll() for name, p in self.procs.items()}
 
 
-def _wait_ready(base_url: str, procs: dict[str, Any], timeout: float = 90) -> None:
+def _wait_ready(base_url: str, procs: dict[str, Any], key: str, timeout: float = 90) -> None:
     deadline = time.monotonic() + timeout
     pending = set(METRICS_PORTS)
     while time.monotonic() < deadline:
@@ -71,7 +71,9 @@ def _wait_ready(base_url: str, procs: dict[str, Any], timeout: float = 90) -> No
                 pass
         if not pending:
             try:
-                if requests.get(f"{base_url}/health", timeout=1).ok:
+                # Ready means every service answers RPC through the gateway (intake has loaded its
+                # dictionary, the others have migrated), not only that the processes listen.
+                if requests.get(f"{base_url}/health/ready", timeout=10).status_code == 200:
                     return
             except requests.RequestException:
                 pass
@@ -114,7 +116,7 @@ def platform(request: pytest.FixtureRequest) -> Iterator[Platform]:
     procs = runner.start(env=E2E_ENV, log_dir=LOG_DIR, per_process_env=per_process)
     base_url = f"http://127.0.0.1:{HTTP_PORT}"
     try:
-        _wait_ready(base_url, procs)
+        _wait_ready(base_url, procs, keys["all"])
         yield Platform(base_url, keys, procs, LOG_DIR)
     finally:
         runner.stop(procs)

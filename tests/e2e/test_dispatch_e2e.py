@@ -13,6 +13,7 @@ def row(work_order_id: str) -> dict[str, Any]:
     with db("dispatch") as conn:
         r = conn.execute("SELECT w.state, w.technician_id, t.load FROM work_orders w "
                          "LEFT JOIN technicians t USING (technician_id) WHERE w.id = %s", (work_order_id,)).fetchone()
+    assert r is not None
     return {"state": r[0], "technician_id": r[1], "load": r[2]}
 
 
@@ -22,7 +23,7 @@ def test_a_repair_from_registration_to_resident_acceptance(platform: Platform) -
     def submit() -> Any:
         # Idempotent by key: retried only while the platform's consumers are still coming up (503).
         answer = platform.api("POST", "/requests", headers={"Idempotency-Key": key}, json={
-            "channel": "phone", "property_id": "LY", "building": "3", "unit": "3-0602", "agent_id": "agent-007",
+            "channel": "phone", "property_id": "LY", "building": "3", "unit": "3-1203", "agent_id": "agent-007",
             "reporter": {"kind": "resident", "name": "李四", "phone": "13700001111"},
             "description": "厨房水管漏水", "category": "repair", "subcategory": "plumbing"})
         return None if answer.status_code == 503 else (answer,)  # a Response is falsy when not ok

@@ -41,7 +41,8 @@ def resolve_through_the_api(platform: Platform, request_no: str) -> None:
     wo = work_order_id(platform, request_no)
     detail = platform.api("GET", f"/work-orders/{wo}").json()
     tech = detail.get("technician_id")
-    for action, body in (("accept", {"technician_id": tech, "by": tech}), ("arrive", {"by": tech})):
+    for action, body in (("accept", {"technician_id": tech, "by": tech}), ("depart", {"by": tech}),
+                         ("arrive", {"by": tech})):
         r = platform.api("POST", f"/work-orders/{wo}/{action}", json=body)
         assert r.status_code == 200, (action, r.text)
     r = platform.api("POST", f"/requests/{request_no}/resolve",
@@ -66,7 +67,7 @@ def test_a_request_submitted_over_http_travels_through_all_four_services(platfor
     r = platform.api("POST", "/requests", headers={"Idempotency-Key": f"desk-{uuid.uuid4()}"}, json={
         "channel": "phone", "property_id": "LY", "building": "3", "unit": "3-1502", "agent_id": "agent-007",
         "reporter": {"kind": "resident", "name": NAME, "phone": PHONE},
-        "description": "厨房水管爆了，水漫到客厅", "paid_service": True})
+        "description": "厨房水管爆了，水漫到客厅"})
     assert r.status_code == 201, r.text
     request_no = r.json()["request_no"]
     assert r.json()["owner_agent"] == "agent-007"
@@ -78,8 +79,8 @@ def test_a_request_published_by_another_system_travels_through_all_four_services
     external_id = f"call-{uuid.uuid4()}"
     publish_inbound({
         "source": "callcentre", "external_id": external_id, "channel": "call_centre", "property_id": "LY",
-        "building": "5", "unit": "5-0801", "reporter": {"kind": "resident", "name": NAME, "phone": CALLER},
-        "description": "卫生间天花板漏水，楼上渗下来的", "paid_service": True,
+        "building": "5", "unit": "5-801", "reporter": {"kind": "resident", "name": NAME, "phone": CALLER},
+        "description": "卫生间天花板漏水，楼上渗下来的",
         "channel_details": {"caller_number": CALLER, "call_id": "cc-778899"}}, routing_key="request.call_centre")
     request_no = wait_for(lambda: scalar("intake", "SELECT request_no FROM requests WHERE external_id = %s",
                                          (external_id,)), what="registered from AMQP")

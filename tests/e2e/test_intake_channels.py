@@ -3,7 +3,7 @@ through GET /requests/{no} with its channel fields and classification; staff act
 from __future__ import annotations
 
 import uuid
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, UTC
 from typing import Any
 
 import pytest
@@ -13,7 +13,8 @@ from tests.support import publish_inbound, scalar, wait_for
 NAME, PHONE = "司马相如", "13698765432"
 TODAY = date.today().isoformat()
 
-HTTP_CASES = [
+CASES = list[tuple[str, dict[str, Any], str, str | None, str | None]]
+HTTP_CASES: CASES = [
     ("phone", {"line": "hotline-1"}, "电梯困人了，快来", "repair", "emergency"),
     ("visit", {"desk": "lobby-a"}, "家里马桶堵了", "repair", None),
     ("letter", {"kind": "report", "received_date": TODAY}, "小区路灯坏了好几天", "repair", None),
@@ -22,12 +23,19 @@ HTTP_CASES = [
      "complaint", None),
     ("patrol", {"inspector": "insp-07", "round_id": "r-2026-1"}, "消防通道被杂物堵塞", None, None),
 ]
-INBOUND_CASES = [
+INBOUND_CASES: CASES = [
     ("iot", {"device_id": "smoke-3-12", "reading": 0.31, "unit_of_measure": "obs/m", "alarm_code": "SMK"},
-     "烟感报警，3栋12楼有烟", "disaster", "emergency"),
+     "烟感探测器报警：3栋12楼起火冒烟", "disaster", "emergency"),
     ("call_centre", {"caller_number": PHONE, "call_id": "cc-991", "queue": "repair"}, "卫生间天花板漏水",
      "repair", None),
 ]
+
+
+def _post(platform: Any, path: str, body: dict[str, Any], key: str = "all") -> Any:
+    """The platform fixture is ready when metrics answer, which is before intake consumes RPC: retry the
+    gateway's 503 "not running" (every body here is idempotent) until intake answers."""
+    return wait_for(lambda: (r := platform.api("POST", path, key=key, json=body)).status_code != 503 and r,
+                    timeout=60, interval=0.3, what=f"intake answering POST {path}")
 
 
 def _http_body(channel: str, details: dict[str, Any], text: str, marker: str) -> dict[str, Any]:
@@ -49,7 +57,7 @@ def test_each_channel_registers_with_its_fields_and_classification(
         no = wait_for(lambda: scalar("intake", "SELECT request_no FROM requests WHERE external_id = %s",
                                      (body["external_id"],)), what=f"{channel} request registered")
     else:
-        r = platform.api("POST", "/requests", json=body)
+        r = _post(platform, "/requests", body)
         assert r.status_code == 201, r.text
         no = r.json()["request_no"]
         assert r.json()["owner_agent"] == "agent-e2e"
@@ -76,12 +84,11 @@ def test_each_channel_registers_with_its_fields_and_classification(
 
 
 def test_staff_actions_and_letters_over_http(platform: Any) -> None:
-    r = platform.api("POST", "/requests", json=_http_body("online", {"platform": "app"}, "楼道灯不亮",
-                                                          uuid.uuid4().hex[:8]))
+    r = _post(platform, "/requests", _http_body("online", {"platform": "app"}, "楼道灯不亮", uuid.uuid4().hex[:8]))
     assert r.status_code == 201, r.text
     no = r.json()["request_no"]
     assert r.json()["acknowledgement_required"] is True
-    promised = (datetime.now(timezone.utc) + timedelta(hours=1)).isoformat()
+    promised = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
     ack = platform.api("POST", f"/requests/{no}/acknowledge", key="staff",
                        json={"how": "app", "promised_at": promised, "by": "agent-e2e"})
     assert ack.status_code == 200 and ack.json()["status"] == "acknowledged", ack.text
@@ -104,7 +111,7 @@ def test_staff_actions_and_letters_over_http(platform: Any) -> None:
 
 
 def test_reporter_name_and_phone_never_reach_the_logs(platform: Any) -> None:
-    r = platform.api("POST", "/requests", json=_http_body("phone", {}, "门禁卡失效", uuid.uuid4().hex[:8]))
+    r = _post(platform, "/requests", _http_body("phone", {}, "门禁卡失效", uuid.uuid4().hex[:8]))
     assert r.status_code == 201
     publish_inbound({**_http_body("call_centre", {"caller_number": PHONE, "call_id": "cc-pii"}, "水压低",
                                   uuid.uuid4().hex[:8]), "source": "cc-gw"}, routing_key="request.call_centre")
@@ -113,3 +120,19 @@ def test_reporter_name_and_phone_never_reach_the_logs(platform: Any) -> None:
     logs = platform.logs()
     assert "RequestRegistered" in logs or "intake" in logs
     assert PHONE not in logs and NAME not in logs
+
+
+def test_registrations_are_counted_by_channel_class_priority_and_property(platform: Any) -> None:
+    r = _post(platform, "/requests", {**_http_body("visit", {}, "电梯困人了", uuid.uuid4().hex[:8]),
+                                      "property_id": "HY", "unit": "1-0101"})
+    assert r.status_code == 201, r.text
+
+    def sample(labels: str) -> float | None:
+        for line in platform.metrics("intake").splitlines():
+            if line.startswith(f"intake_requests_registered_total{{{labels}}}"):
+                return float(line.rsplit(" ", 1)[1])
+        return None
+
+    assert (sample('channel="visit",class="repair",priority="emergency",property="HY"') or 0) >= 1
+    # Children exist before any traffic (read as zero, not absent), for every property in the table.
+    assert sample('channel="iot",class="other",priority="planned",property="JH"') == 0.0

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
+from collections.abc import Iterator
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -27,7 +28,7 @@ TEAMS = 3 * 8  # LY, HY, JH x every department of routing.yml, as the demo roste
 
 
 @pytest.fixture
-def observed() -> str:
+def observed() -> Iterator[str]:
     """A queue of our own on dispatch.events, to read what dispatch published."""
     name = f"test.dispatch.observer.{uuid.uuid4().hex[:8]}"
     queue = Queue(name, bindings=[binding(topology.exchange("dispatch.events"), routing_key=k) for k in (
@@ -72,7 +73,8 @@ def test_a_handover_is_published_once_per_team_at_the_shift_change_and_acknowled
     wait_for(lambda: handovers() == TEAMS, what="one handover per team")
     seen: list[dict[str, Any]] = []
     wait_for(lambda: len([e for e in drain(observed, seen) if e["event_type"] == "ShiftHandoverUnacknowledged"
-                          and e["data"]["handover_id"] in ids(shift_date)]) == TEAMS, timeout=30, what="overdue handovers")
+                          and e["data"]["handover_id"] in ids(shift_date)]) == TEAMS,
+             timeout=30, what="overdue handovers")
     published = [e for e in seen if e["event_type"] == "ShiftHandoverPublished" and e["data"]["shift_date"] ==
                  shift_date.isoformat()]
     assert len(published) == TEAMS and len({e["data"]["handover_id"] for e in published}) == TEAMS

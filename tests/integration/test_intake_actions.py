@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 from typing import Any
 
 import pytest
@@ -46,7 +46,7 @@ def unique_unit() -> str:
 def test_acknowledge_records_how_and_promise_and_answers_with_the_owner(rpc: Any) -> None:
     no = submit(rpc, channel="online", source="app", external_id=f"app-{uuid.uuid4()}",
                 channel_details={"platform": "wechat"}, unit=unique_unit(), building=None)["request_no"]
-    promised = (datetime.now(timezone.utc) + timedelta(hours=2)).isoformat()
+    promised = (datetime.now(UTC) + timedelta(hours=2)).isoformat()
     answer = rpc.acknowledge(no, {"how": "sms", "promised_at": promised, "by": "agent-007"})
     assert answer["status"] == 200, answer
     assert answer["data"]["status"] == "acknowledged"
@@ -59,7 +59,7 @@ def test_acknowledge_records_how_and_promise_and_answers_with_the_owner(rpc: Any
 
 def test_a_bad_acknowledgement_is_refused_naming_the_field(rpc: Any) -> None:
     no = submit(rpc, unit=unique_unit(), building=None)["request_no"]
-    past = (datetime.now(timezone.utc) - timedelta(hours=1)).isoformat()
+    past = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
     answer = rpc.acknowledge(no, {"how": "sms", "promised_at": past, "by": "agent-007"})
     assert answer["status"] == 422 and "promised_at" in answer["errors"]
     answer = rpc.acknowledge(no, {"how": "pigeon", "promised_at": "soon", "by": "agent-007"})

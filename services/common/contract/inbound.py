@@ -7,7 +7,9 @@ and API answer without the `pii` scope shows them masked.
 """
 from __future__ import annotations
 
+import math
 import re
+from datetime import datetime, timezone
 from typing import Any
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
@@ -16,9 +18,15 @@ from services.common.contract.intake import CATEGORIES, CHANNELS, PRIORITIES
 
 MACHINE_CHANNELS = ("iot", "call_centre", "patrol", "online", "email")
 PHONE_ERROR = "not a Chinese mobile or landline number"
-PHONE = re.compile(r"^(1[3-9]\d{9}|0\d{2,3}-?\d{7,8}|\+861[3-9]\d{9})$")
+# ASCII only: `\d` alone also matches full-width and Arabic-Indic digits, which would store a number that no
+# duplicate or repeat-caller lookup ever matches.
+PHONE = re.compile(r"^(1[3-9]\d{9}|0\d{2,3}-?\d{7,8}|\+861[3-9]\d{9})$", re.ASCII)
 CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffe\uffff]")
+# C0 and C1 controls (tab, LF, CR allowed): never in a resident's text, and C1 is what UTF-8 read as Latin-1 becomes.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufffe\uffff]")
+# Times outside these bounds are typing errors or attacks; they also overflow UTC at the calendar's ends.
+EARLIEST = datetime(2000, 1, 1, tzinfo=timezone.utc)
+LATEST = datetime(2100, 1, 1, tzinfo=timezone.utc)
 
 
 class Text(fields.String):
@@ -31,6 +39,54 @@ class Text(fields.String):
         if any(0xD800 <= ord(ch) <= 0xDFFF for ch in text):
             raise ValidationError("must be valid Unicode (lone surrogate)")
         return text.strip()
+
+
+class BoundedAwareDateTime(fields.AwareDateTime):
+    """An ISO 8601 time with its offset, between EARLIEST and LATEST."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> datetime:
+        parsed = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            in_utc = parsed.astimezone(timezone.utc)
+        except OverflowError:  # 9999-12-31T23:59:59-14:00 is past the last representable UTC instant
+            raise ValidationError("out of range") from None
+        if not EARLIEST <= in_utc < LATEST:
+            raise ValidationError(f"must be between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d}")
+        return parsed
+
+
+class Reading(fields.Field):
+    """A device's reading: a finite number, a boolean, a short text, or a small list/object of those.
+
+    Free-form JSON would let a sender put NUL (refused by Postgres jsonb), infinity (not JSON) or a
+    thousand levels of nesting (past the JSON encoders' recursion limit) into the request.
+    """
+
+    MAX_DEPTH = 3
+    MAX_ITEMS = 50
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        return self._check(value, 0)
+
+    def _check(self, value: Any, depth: int) -> Any:
+        if value is None or isinstance(value, bool):
+            return value
+        if isinstance(value, (int, float)):
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValidationError("must be a finite number")
+            if isinstance(value, int) and abs(value) >= 2 ** 63:
+                raise ValidationError("number out of range")
+            return value
+        if isinstance(value, str):
+            return Text(validate=validate.Length(max=200)).deserialize(value)
+        if depth >= self.MAX_DEPTH:
+            raise ValidationError(f"nested deeper than {self.MAX_DEPTH} levels")
+        if isinstance(value, list) and len(value) <= self.MAX_ITEMS:
+            return [self._check(v, depth + 1) for v in value]
+        if isinstance(value, dict) and len(value) <= self.MAX_ITEMS:
+            return {Text(validate=validate.Length(min=1, max=40)).deserialize(k): self._check(v, depth + 1)
+                    for k, v in value.items()}
+        raise ValidationError(f"must be a number, boolean, text, or a list/object of at most {self.MAX_ITEMS}")
 
 
 def code(max_len: int, **kwargs: Any) -> Text:
@@ -60,7 +116,7 @@ class LetterDetails(StrictSchema):
 
 class IotDetails(StrictSchema):
     device_id = code(64, required=True)
-    reading = fields.Raw(required=True)
+    reading = Reading(required=True)
     unit_of_measure = Text(validate=validate.Length(max=20), load_default=None, allow_none=True)
     alarm_code = code(40, load_default=None, allow_none=True)
 
@@ -119,7 +175,7 @@ class SubmitRequestSchema(StrictSchema):
     vip = fields.Boolean(load_default=False)
     compensation_demanded = fields.Boolean(load_default=False)
     channel_details = fields.Dict(keys=fields.String(validate=validate.Length(max=40)), load_default=dict)
-    reported_at = fields.AwareDateTime(load_default=None, allow_none=True)
+    reported_at = BoundedAwareDateTime(load_default=None, allow_none=True)
 
     @validates_schema
     def check_channel_details(self, data: dict[str, Any], **kwargs: Any) -> None:

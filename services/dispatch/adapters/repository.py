@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import time
 from datetime import date, datetime, timedelta
 from typing import Any
 from collections.abc import Iterable
@@ -215,27 +216,45 @@ def set_round_robin(uow: UnitOfWork, property_id: str, department: str, cursor: 
 
 
 # -------------------------------------------------------------------------------------------------- roster
+ROSTER_CACHE_SECONDS = 5.0
+
+
 def roster_for(uow: UnitOfWork, property_id: str, department: str | None, now: datetime,
-               shifts: tuple[ShiftPattern, ...], tz_name: str, local_today: date) -> Roster:
+               shifts: tuple[ShiftPattern, ...], tz_name: str, local_today: date,
+               cache: dict[Any, Any] | None = None) -> Roster:
     """The part of the roster that can matter at `now`: the property's people (of one department, when given)
-    and the calendar entries of today and yesterday (a night shift started yesterday)."""
+    and the calendar entries of today and yesterday (a night shift started yesterday).
+
+    People and their loads are read every time (assignment needs exact loads); the calendar, on-call people and
+    leads may come from `cache` for a few seconds, so a roster change through the API applies within that time."""
     techs = uow.execute(
         "SELECT technician_id, department, skills, zones, absent, load FROM technicians WHERE property_id = %s"
         + (" AND department = %s" if department else ""),
         (property_id, department) if department else (property_id,)).fetchall()
-    ids = [t["technician_id"] for t in techs]
     days = [local_today - timedelta(days=1), local_today]
-    cal = uow.execute(
-        "SELECT technician_id, shift, shift_date, lead FROM shifts WHERE technician_id = ANY(%s) "
-        "AND (shift_date IS NULL OR shift_date = ANY(%s))", (ids, days)).fetchall()
-    people = uow.execute(
-        "SELECT 'on_call' AS kind, department, night, technician_id FROM on_call WHERE property_id = %(p)s "
-        "AND (night IS NULL OR night = ANY(%(d)s))" + (" AND department = %(dept)s" if department else "")
-        + " UNION ALL SELECT 'lead', department, NULL, technician_id FROM leads WHERE property_id = %(p)s"
-        + (" AND department = %(dept)s" if department else ""),
-        {"p": property_id, "d": days, "dept": department}).fetchall()
+    key = (property_id, department, local_today)
+    hit = cache.get(key) if cache is not None else None
+    if hit is not None and hit[0] > time.monotonic():
+        cal, people = hit[1], hit[2]
+    else:
+        cal = uow.execute(
+            "SELECT s.technician_id, s.shift, s.shift_date, s.lead FROM shifts s JOIN technicians t "
+            "USING (technician_id) WHERE t.property_id = %(p)s" + (" AND t.department = %(dept)s" if department else "")
+            + " AND (s.shift_date IS NULL OR s.shift_date = ANY(%(d)s))",
+            {"p": property_id, "d": days, "dept": department}).fetchall()
+        people = uow.execute(
+            "SELECT 'on_call' AS kind, department, night, technician_id FROM on_call WHERE property_id = %(p)s "
+            "AND (night IS NULL OR night = ANY(%(d)s))" + (" AND department = %(dept)s" if department else "")
+            + " UNION ALL SELECT 'lead', department, NULL, technician_id FROM leads WHERE property_id = %(p)s"
+            + (" AND department = %(dept)s" if department else ""),
+            {"p": property_id, "d": days, "dept": department}).fetchall()
+        if cache is not None:
+            cache[key] = (time.monotonic() + ROSTER_CACHE_SECONDS, cal, people)
+    known = {t["technician_id"] for t in techs}
     calendar: list[ShiftAssignment] = []
     for c in cal:
+        if c["technician_id"] not in known:
+            continue
         for day in ([c["shift_date"]] if c["shift_date"] else days):
             calendar.append(ShiftAssignment(c["technician_id"], c["shift"], day, c["lead"]))
     return Roster(

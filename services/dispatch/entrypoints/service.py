@@ -124,6 +124,8 @@ class DispatchService:
             return handlers.on_registered(self.uow(), self.settings, envelope)
         if kind == "RequestCancelled":
             return handlers.on_cancelled(self.uow(), self.settings, envelope)
+        if kind == "RequestClosed":
+            return handlers.on_closed(self.uow(), self.settings, envelope)
         if kind == "RequestReclassified":
             return handlers.on_reclassified(self.uow(), self.settings, envelope)
         if kind == "FollowUpRaised":

@@ -52,6 +52,8 @@ class Settings:
     properties: tuple[str, ...] = ()
     # Per-instance memo of timer work already seen done (avoids re-reading the tables every tick).
     memo: dict[str, Any] = field(default_factory=dict)
+    # Calendar, on-call and leads per (property, department, day), for a few seconds: the hot path's reads.
+    roster_cache: dict[Any, Any] = field(default_factory=dict)
 
     @property
     def zone(self) -> ZoneInfo:
@@ -77,8 +79,10 @@ def _apply_load(uow: UnitOfWork, before: str | None, wo: WorkOrder) -> None:
     repo.change_load(uow, deltas)
 
 
-def _roster(uow: UnitOfWork, s: Settings, property_id: str, department: str | None, now: datetime) -> Roster:
-    return repo.roster_for(uow, property_id, department, now, s.shifts, s.tz, s.local_date(now))
+def _roster(uow: UnitOfWork, s: Settings, property_id: str, department: str | None, now: datetime,
+            cached: bool = False) -> Roster:
+    return repo.roster_for(uow, property_id, department, now, s.shifts, s.tz, s.local_date(now),
+                           cache=s.roster_cache if cached else None)
 
 
 def _route_of(wo: WorkOrder) -> Route:
@@ -89,7 +93,7 @@ def _assign_next(uow: UnitOfWork, s: Settings, wo: WorkOrder, now: datetime, by:
     """Give an unassigned work order to the next person by the department's strategy, never to one who already
     declined or let it lapse. Nobody at all (no lead configured): it stays unassigned, visible in the backlog and
     the next handover, and the failure is logged."""
-    roster = _roster(uow, s, wo.property_id, wo.department, now)
+    roster = _roster(uow, s, wo.property_id, wo.department, now, cached=True)
     policy = s.policy.for_department(wo.department)
     cursor = repo.next_round_robin(uow, wo.property_id, wo.department) if policy.strategy == "round_robin" else None
     try:
@@ -156,19 +160,33 @@ def _open(uow: UnitOfWork, s: Settings, wo: WorkOrder, origin: str, now: datetim
 
 def on_cancelled(uow: UnitOfWork, s: Settings, envelope: dict[str, Any]) -> str:
     d = envelope["data"]
+    return _cancel_for_request(uow, envelope, d["reason"], d["cancelled_by"], lambda wo: wo.is_open)
+
+
+def on_closed(uow: UnitOfWork, s: Settings, envelope: dict[str, Any]) -> str:
+    """Intake closed the request itself (a consultation answered at the desk, or closed by an agent): work not yet
+    done is cancelled so it leaves the backlog; resolved work keeps its record and awaits the resident as usual."""
+    d = envelope["data"]
+    return _cancel_for_request(uow, envelope, f"request closed at intake ({d['closed_reason']})", d["closed_by"],
+                               lambda wo: wo.is_unfinished)
+
+
+def _cancel_for_request(uow: UnitOfWork, envelope: dict[str, Any], reason: str, by: str,
+                        applies: Callable[[WorkOrder], bool]) -> str:
+    request_no = envelope["data"]["request_no"]
     with uow:
         if not uow.claim(str(envelope["event_id"]), QUEUE):
             return "duplicate"
-        wo = repo.current_for_request(uow, d["request_no"])
+        wo = repo.current_for_request(uow, request_no)
         if wo is None:
-            if repo.is_linked_request(uow, d["request_no"]):
+            if repo.is_linked_request(uow, request_no):
                 uow.commit()
                 return "ok"
-            raise NotReady(f"no work order yet for {d['request_no']}")
-        if wo.is_open:
+            raise NotReady(f"no work order yet for {request_no}")
+        if applies(wo):
             now = uow.now()
             before = holder(wo)
-            wo.cancel(reason=d["reason"], by=d["cancelled_by"], now=now)
+            wo.cancel(reason=reason, by=by, now=now)
             _save(uow, wo, before, now)
         uow.commit()
     return "ok"

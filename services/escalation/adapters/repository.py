@@ -3,6 +3,7 @@ the timer pass never scan all clocks (see migrations/0002_escalation.sql for the
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
@@ -258,31 +259,36 @@ def record_condition(uow: UnitOfWork, request_no: str, rule: str, escalation_id:
 
 # -- counters (updated in the verdict's transaction; keys sorted so two transactions never deadlock) ----------
 
+SHARDS = 16
+_SHARD = random.randrange(SHARDS)  # per process: replicas do not queue on the same counter rows
+
+
 def bump_counters(uow: UnitOfWork, verdicts: dict[tuple[str, ...], int], elapsed: dict[tuple[Any, ...], list[float]],
                   escalations: dict[tuple[str, str], int], fallbacks: dict[str, int]) -> None:
+    sh = _SHARD
     with uow.conn.cursor() as cur:
         if verdicts:
             cur.executemany(
-                "INSERT INTO verdict_counts (clock, outcome, category, priority, channel, property_id, n) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (clock, outcome, category, priority, channel, "
-                "property_id) DO UPDATE SET n = verdict_counts.n + EXCLUDED.n",
-                [(*k, n) for k, n in sorted(verdicts.items())])
+                "INSERT INTO verdict_counts (clock, outcome, category, priority, channel, property_id, shard, n) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (clock, outcome, category, priority, channel, "
+                "property_id, shard) DO UPDATE SET n = verdict_counts.n + EXCLUDED.n",
+                [(*k, sh, n) for k, n in sorted(verdicts.items())])
         if elapsed:
             cur.executemany(
-                "INSERT INTO elapsed_buckets (clock, category, priority, channel, property_id, bucket, n, "
-                "total_seconds) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (clock, category, priority, "
-                "channel, property_id, bucket) DO UPDATE SET n = elapsed_buckets.n + EXCLUDED.n, "
+                "INSERT INTO elapsed_buckets (clock, category, priority, channel, property_id, bucket, shard, n, "
+                "total_seconds) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (clock, category, priority, "
+                "channel, property_id, bucket, shard) DO UPDATE SET n = elapsed_buckets.n + EXCLUDED.n, "
                 "total_seconds = elapsed_buckets.total_seconds + EXCLUDED.total_seconds",
-                [(*k, len(v), float(sum(v))) for k, v in sorted(elapsed.items())])
+                [(*k, sh, len(v), float(sum(v))) for k, v in sorted(elapsed.items())])
         if escalations:
             cur.executemany(
-                "INSERT INTO escalation_counts (rung, reason, n) VALUES (%s, %s, %s) ON CONFLICT (rung, reason) "
-                "DO UPDATE SET n = escalation_counts.n + EXCLUDED.n",
-                [(*k, n) for k, n in sorted(escalations.items())])
+                "INSERT INTO escalation_counts (rung, reason, shard, n) VALUES (%s, %s, %s, %s) "
+                "ON CONFLICT (rung, reason, shard) DO UPDATE SET n = escalation_counts.n + EXCLUDED.n",
+                [(*k, sh, n) for k, n in sorted(escalations.items())])
         if fallbacks:
             cur.executemany(
-                "INSERT INTO fallback_counts (clock, n) VALUES (%s, %s) ON CONFLICT (clock) "
-                "DO UPDATE SET n = fallback_counts.n + EXCLUDED.n", sorted(fallbacks.items()))
+                "INSERT INTO fallback_counts (clock, shard, n) VALUES (%s, %s, %s) ON CONFLICT (clock, shard) "
+                "DO UPDATE SET n = fallback_counts.n + EXCLUDED.n", [(k, sh, n) for k, n in sorted(fallbacks.items())])
 
 
 # -- reading ---------------------------------------------------------------------------------------------------

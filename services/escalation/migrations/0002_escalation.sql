@@ -129,7 +129,10 @@ CREATE TABLE condition_fired (
 );
 
 -- Counters kept in the same transaction as each verdict, so a scrape reads a few hundred rows, not every clock.
+-- `shard` is chosen per process: replicas bumping the same label set do not queue on one hot row (the
+-- collector sums the shards).
 CREATE TABLE verdict_counts (
+    shard smallint NOT NULL,
     clock text NOT NULL,
     outcome text NOT NULL,
     category text NOT NULL,
@@ -137,11 +140,12 @@ CREATE TABLE verdict_counts (
     channel text NOT NULL,
     property_id text NOT NULL,
     n bigint NOT NULL,
-    PRIMARY KEY (clock, outcome, category, priority, channel, property_id)
+    PRIMARY KEY (clock, outcome, category, priority, channel, property_id, shard)
 );
 
 -- Elapsed time of met clocks: one row per label set and histogram bucket (not cumulative), with the sum.
 CREATE TABLE elapsed_buckets (
+    shard smallint NOT NULL,
     clock text NOT NULL,
     category text NOT NULL,
     priority text NOT NULL,
@@ -150,17 +154,20 @@ CREATE TABLE elapsed_buckets (
     bucket integer NOT NULL,
     n bigint NOT NULL,
     total_seconds double precision NOT NULL,
-    PRIMARY KEY (clock, category, priority, channel, property_id, bucket)
+    PRIMARY KEY (clock, category, priority, channel, property_id, bucket, shard)
 );
 
 CREATE TABLE escalation_counts (
+    shard smallint NOT NULL,
     rung text NOT NULL,
     reason text NOT NULL,
     n bigint NOT NULL,
-    PRIMARY KEY (rung, reason)
+    PRIMARY KEY (rung, reason, shard)
 );
 
 CREATE TABLE fallback_counts (
-    clock text PRIMARY KEY,
-    n bigint NOT NULL
+    shard smallint NOT NULL,
+    clock text NOT NULL,
+    n bigint NOT NULL,
+    PRIMARY KEY (clock, shard)
 );

@@ -20,6 +20,7 @@ from uuid import UUID, uuid5
 from services.common.db import UnitOfWork
 from services.common.domain import DomainError, Event, NotFound, utc
 from services.common.nameko_ext import NotReady
+from services.escalation.adapters import outbox
 from services.escalation.adapters import repository as repo
 from services.escalation.domain.calendar import WorkingCalendar, YearCalendar
 from services.escalation.domain.clock import (TERMINAL, Clock, ClockBreached, ClockMet, ClockRetargeted,
@@ -223,8 +224,7 @@ class Changes:
         if timers:
             repo.replace_timers(uow, {cid: c.timers() for cid, c in self.clocks.items()})
         repo.save_escalations(uow, [repo.escalation_row(r) for r in runs])
-        if self.events:
-            uow.publish(self.events)
+        outbox.publish(uow, self.events)
         repo.bump_counters(uow, dict(self.verdicts), dict(self.elapsed), dict(self.escalations),
                            dict(self.fallbacks))
 
@@ -428,9 +428,12 @@ def handle_event(uow: UnitOfWork, rt: Runtime, env: dict[str, Any]) -> str | Non
 def fire_due(uow: UnitOfWork, rt: Runtime, limit: int) -> tuple[int, list[float]]:
     """One batch of due timers: lock them (skipping other instances' rows), fire each on its clock, save, publish,
     mark fired, commit. Returns (rows taken, lateness of each fired timer in seconds)."""
+    import time as _t
+    _a = _t.perf_counter()
     with uow:
         now = uow.now()
         due = repo.due_timers(uow, now, limit)
+        _b = _t.perf_counter()
         if not due:
             return 0, []
         locked = {r["clock_id"]: r for r in repo.lock_clocks_skip_locked(uow, sorted({d["clock_id"] for d in due}))}
@@ -449,8 +452,12 @@ def fire_due(uow: UnitOfWork, rt: Runtime, limit: int) -> tuple[int, list[float]
             fired_ids.append(d["id"])
         fired_at = uow.now()
         repo.mark_fired(uow, fired_ids, fired_at)
+        _c = _t.perf_counter()
         changes.save(uow)
+        _d = _t.perf_counter()
         uow.commit()
+    _e = _t.perf_counter()
+    log.warning("DBG pass n=%d q=%.3f fire=%.3f save=%.3f commit=%.3f", len(due), _b - _a, _c - _b, _d - _c, _e - _d)
     taken = set(fired_ids)
     late = [(fired_at - d["due_at"]).total_seconds() for d in due if d["id"] in taken]
     return len(due), late

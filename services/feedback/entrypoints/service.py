@@ -23,9 +23,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from services.common import rpc as answers
 from services.common import timeline
 from services.common.config import REPO_ROOT
-from services.common.db import UnitOfWork
 from services.common.nameko_ext import Observability, Store, consume_events
-from services.feedback.adapters.uow import resetting
 from services.feedback.domain.letters import LetterTemplate
 from services.feedback.domain.policy import SATISFACTION_LEVELS, FeedbackPolicy
 from services.feedback.domain.statistics import CHINA_TZ, quarter_bounds
@@ -190,135 +188,132 @@ class FeedbackService:
     settings = SettingsProvider()
     metrics = FeedbackMetrics()
 
-    def _uow(self) -> UnitOfWork:
-        return resetting(self.uow())
-
     @consume_events()
     def on_event(self, envelope: dict[str, Any]) -> Any:
-        return handlers.on_event(self._uow(), envelope, self.settings)
+        return handlers.on_event(self.uow(), envelope, self.settings)
 
     @timer(interval=1.0)
     def tick(self) -> None:
-        while handlers.fail_lapsed_visits(self._uow(), self.settings) >= handlers.TIMER_BATCH:
+        while handlers.fail_lapsed_visits(self.uow(), self.settings) >= handlers.TIMER_BATCH:
             pass
-        handlers.publish_monthly_report(self._uow(), self.settings)
+        handlers.publish_monthly_report(self.uow(), self.settings)
 
     # -- return visits
     @rpc
     @answers.answer
     @required_fields
     def record_unreachable(self, visit_id: str, body: dict[str, Any]) -> Any:
-        return handlers.record_unreachable(self._uow(), visit_id, body, self.settings)
+        return handlers.record_unreachable(self.uow(), visit_id, body, self.settings)
 
     @rpc
     @answers.answer
     @required_fields
     def complete_visit(self, visit_id: str, body: dict[str, Any]) -> Any:
-        return handlers.complete_visit(self._uow(), visit_id, body, self.settings)
+        return handlers.complete_visit(self.uow(), visit_id, body, self.settings)
 
     @rpc
     @answers.answer
     @required_fields
     def request_visits(self, request_no: str) -> Any:
-        return handlers.request_visits(self._uow(), request_no)
+        return handlers.request_visits(self.uow(), request_no)
 
     @rpc
     @answers.answer
     @required_fields
     def visits_due(self, query: dict[str, Any]) -> Any:
-        return handlers.visits_due(self._uow(), query)
+        return handlers.visits_due(self.uow(), query)
 
     # -- reply letters
     @rpc
     @answers.answer
     @required_fields
     def draft_letter(self, request_no: str, body: dict[str, Any]) -> Any:
-        return answers.ok(handlers.draft_letter(self._uow(), request_no, body, self.settings), 201)
+        return answers.ok(handlers.draft_letter(self.uow(), request_no, body, self.settings), 201)
 
     @rpc
     @answers.answer
     @required_fields
     def letter_step(self, letter_id: str, action: str, body: dict[str, Any]) -> Any:
-        return handlers.letter_step(self._uow(), letter_id, action, body, self.settings)
+        return handlers.letter_step(self.uow(), letter_id, action, body, self.settings)
 
     @rpc
     @answers.answer
     @required_fields
     def get_letter(self, letter_id: str) -> Any:
-        return handlers.get_letter(self._uow(), letter_id)
+        return handlers.get_letter(self.uow(), letter_id)
 
     @rpc
     @answers.answer
     @required_fields
     def request_letters(self, request_no: str) -> Any:
-        return handlers.request_letters(self._uow(), request_no)
+        return handlers.request_letters(self.uow(), request_no)
 
     # -- praise, audits, surveys
     @rpc
     @answers.answer
     @required_fields
     def add_praise(self, body: dict[str, Any]) -> Any:
-        return answers.ok(handlers.add_praise(self._uow(), body), 201)
+        return answers.ok(handlers.add_praise(self.uow(), body), 201)
 
     @rpc
     @answers.answer
     @required_fields
     def start_audit(self, body: dict[str, Any]) -> Any:
-        data, created = handlers.start_audit(self._uow(), body, self.settings)
+        data, created = handlers.start_audit(self.uow(), body, self.settings)
         return answers.ok(data, 201 if created else 200)
 
     @rpc
     @answers.answer
     @required_fields
     def record_finding(self, audit_id: str, body: dict[str, Any]) -> Any:
-        return handlers.record_finding(self._uow(), audit_id, body)
+        return handlers.record_finding(self.uow(), audit_id, body)
 
     @rpc
     @answers.answer
     @required_fields
     def get_audit(self, audit_id: str) -> Any:
-        return handlers.get_audit(self._uow(), audit_id)
+        return handlers.get_audit(self.uow(), audit_id)
 
     @rpc
     @answers.answer
     @required_fields
     def open_survey(self, body: dict[str, Any]) -> Any:
-        return answers.ok(handlers.open_survey(self._uow(), body, self.settings), 201)
+        return answers.ok(handlers.open_survey(self.uow(), body, self.settings), 201)
 
     @rpc
     @answers.answer
     @required_fields
     def survey_step(self, survey_id: str, action: str, body: dict[str, Any]) -> Any:
-        return handlers.survey_step(self._uow(), survey_id, action, body)
+        return handlers.survey_step(self.uow(), survey_id, action, body)
 
     @rpc
     @answers.answer
     @required_fields
     def get_survey(self, survey_id: str) -> Any:
-        return handlers.get_survey(self._uow(), survey_id)
+        return handlers.get_survey(self.uow(), survey_id)
 
     # -- statistics
     @rpc
     @answers.answer
     @required_fields
     def monthly_report(self, query: dict[str, Any]) -> Any:
-        return handlers.monthly(self._uow(), query, self.settings)
+        return handlers.monthly(self.uow(), query, self.settings)
 
     @rpc
     @answers.answer
     @required_fields
     def quarterly_report(self, query: dict[str, Any]) -> Any:
-        return handlers.quarterly(self._uow(), query, self.settings)
+        return handlers.quarterly(self.uow(), query, self.settings)
 
     @rpc
     @answers.answer
     @required_fields
     def publish_monthly_report(self, period: str) -> Any:
-        return {"published": handlers.publish_monthly_report(self._uow(), self.settings, period)}
+        return {"published": handlers.publish_monthly_report(self.uow(), self.settings, period)}
 
     @rpc
     @answers.answer
     @required_fields
     def timeline(self, request_no: str) -> Any:
-        return {"timeline": timeline.read(self._uow(), request_no),
-                "state": handlers.timeline_state(self._uow(), request_no)}
+        return {"timeline": timeline.read(self.uow(), request_no),
+                "state": handlers.timeline_state(self.uow(), request_no)}

@@ -12,6 +12,7 @@ import eventlet
 import json
 import logging
 import math
+import re
 import time
 import uuid
 from dataclasses import dataclass
@@ -48,6 +49,8 @@ class Route:
 
 
 ROUTES: list[Route] = []
+PATH_VALUE_MAX = 40  # as the OpenAPI document declares for every path parameter
+_PATH_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 class HttpError(Exception):
@@ -69,6 +72,11 @@ def read_json(request: Request, max_bytes: int) -> Any:
     length = request.content_length
     if length is not None and length > max_bytes:
         raise HttpError(413, {"_body": [f"body larger than {max_bytes} bytes"]}, "too_large")
+    if length is None and request.headers.get("Transfer-Encoding"):
+        # werkzeug hands a chunked body to the app as empty (eventlet does not mark the input terminated), which
+        # would read as "malformed JSON"; say what is wrong instead.
+        raise HttpError(411, {"_body": ["Content-Length required (chunked bodies are not accepted)"]},
+                        "length_required")
     mimetype = (request.mimetype or "").lower()
     if mimetype != "application/json":
         raise HttpError(415, {"_body": ["Content-Type must be application/json"]}, "unsupported_media_type")
@@ -80,7 +88,8 @@ def read_json(request: Request, max_bytes: int) -> Any:
     except UnicodeDecodeError:
         raise HttpError(400, {"_body": ["body is not valid UTF-8"]}, "bad_encoding") from None
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float,
+                          object_pairs_hook=_unique_keys)
     except RecursionError:
         raise HttpError(400, {"_body": ["JSON nested too deeply"]}, "bad_json") from None
     except ValueError as exc:
@@ -89,6 +98,24 @@ def read_json(request: Request, max_bytes: int) -> Any:
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
+
+
+def _finite_float(text: str) -> float:
+    # 1e400 parses as infinity, which neither JSON nor Postgres jsonb can hold.
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:40]} out of range")
+    return value
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # Parsers disagree on which of two equal keys wins; a body that says two things is refused, not guessed.
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        dup = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+        raise ValueError(f"duplicate key {dup[:40]!r}")
+    return out
 
 
 def route(method: str, path: str, scope: str | None, *, summary: str, body: type[Schema] | None = None,
@@ -195,6 +222,10 @@ class ApiBase:
             if wait > 0:
                 raise HttpError(429, {"api_key": ["rate limit exceeded"]}, "rate_limited",
                                 {"Retry-After": str(max(1, math.ceil(wait)))})
+        for name, value in path_values.items():
+            # No number or id is this long or holds control characters; Postgres would refuse a NUL with an error.
+            if len(value) > PATH_VALUE_MAX or _PATH_CONTROL.search(value):
+                raise HttpError(404, {name: [f"no such {name}"]}, "not_found")
         kwargs: dict[str, Any] = dict(path_values)
         if body is not None:
             payload = read_json(request, int(self.config.get("MAX_BODY_BYTES", 65536)))

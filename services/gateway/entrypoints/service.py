@@ -6,6 +6,7 @@ import services.common  # noqa: F401
 from typing import Any
 
 import eventlet
+from nameko.exceptions import UnknownService
 from nameko.rpc import RpcProxy
 from werkzeug.wrappers import Request
 
@@ -44,6 +45,16 @@ class GatewayService(IntakeRoutes, DispatchRoutes, EscalationRoutes, FeedbackRou
         burst = float(self.config.get("RATE_LIMIT_BURST", 400))
         return _buckets.setdefault(f"{rate}/{burst}", TokenBuckets(rate, burst))
 
+    def _timelines(self, request_no: str) -> tuple[dict[str, Any], list[str]]:
+        """Ask every service for its part of a request's timeline at once; services not running are listed."""
+        replies, down = {}, []
+        for service in TIMELINE_SOURCES:
+            try:
+                replies[service] = getattr(self, service).timeline.call_async(request_no)
+            except UnknownService:
+                down.append(service)
+        return replies, down
+
     @route("GET", "/openapi.json", None, summary="This API's OpenAPI 3 document")
     def get_openapi(self, request: Request, key: Any) -> Any:
         return json_response(200, openapi_document(ROUTES))
@@ -51,6 +62,17 @@ class GatewayService(IntakeRoutes, DispatchRoutes, EscalationRoutes, FeedbackRou
     @route("GET", "/health", None, summary="Liveness of the gateway")
     def health(self, request: Request, key: Any) -> Any:
         return {"status": "ok"}
+
+    @route("GET", "/health/ready", None, summary="Readiness: every service answers RPC (503 naming those that do not)")
+    def ready(self, request: Request, key: Any) -> Any:
+        replies, down = self._timelines("LY-20000101-000000")
+        for service, reply in replies.items():
+            try:
+                with eventlet.Timeout(3):
+                    reply.result()
+            except (eventlet.Timeout, Exception):
+                down.append(service)
+        return (503, {"status": "unavailable", "down": down}) if down else {"status": "ready"}
 
     @route("POST", "/requests", "submit", body=SubmitRequestSchema, ok_status=201,
            summary="Register a request (idempotent on source + Idempotency-Key / external_id)")
@@ -71,9 +93,9 @@ class GatewayService(IntakeRoutes, DispatchRoutes, EscalationRoutes, FeedbackRou
            summary="A request by its number, with its timeline from all four services")
     def get_request(self, request: Request, key: Any, request_no: str) -> Any:
         status, data = self.call("intake", "get_request", request_no, "pii" in key.scopes)
-        replies = {s: getattr(self, s).timeline.call_async(request_no) for s in TIMELINE_SOURCES}
+        replies, down = self._timelines(request_no)
         timeline: list[dict[str, Any]] = []
-        details: dict[str, Any] = {}
+        details: dict[str, Any] = {service: {"unavailable": True} for service in down}
         timeout = float(self.config.get("RPC_TIMEOUT", 10))
         for service, reply in replies.items():
             try:

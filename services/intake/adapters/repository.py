@@ -35,7 +35,7 @@ def property_ids(uow: UnitOfWork) -> list[str]:
     return [r["property_id"] for r in uow.execute("SELECT property_id FROM properties ORDER BY 1").fetchall()]
 
 
-# --- numbering and idempotency ---------------------------------------------------------------------------------------
+# --- numbering and idempotency --------------------------------------------------------------------------------------
 
 def find_by_external_id(uow: UnitOfWork, source: str, external_id: str) -> str | None:
     row = uow.execute("SELECT request_no FROM requests WHERE source = %s AND external_id = %s",
@@ -63,7 +63,7 @@ def next_seq(uow: UnitOfWork, property_id: str, local_day: date) -> tuple[int, d
     return int(row[0]), row[1]
 
 
-# --- duplicates and clusters -----------------------------------------------------------------------------------------
+# --- duplicates and clusters ----------------------------------------------------------------------------------------
 
 def probable_duplicates(uow: UnitOfWork, *, property_id: str, unit: str | None, category: str, phone: str | None,
                         since: datetime, until: datetime) -> list[dict[str, Any]]:
@@ -141,7 +141,7 @@ def get_incident(uow: UnitOfWork, incident_id: str) -> dict[str, Any] | None:
     return uow.execute("SELECT * FROM incidents WHERE incident_id::text = %s", (incident_id,)).fetchone()
 
 
-# --- requests ----------------------------------------------------------------------------------------------------------
+# --- requests -------------------------------------------------------------------------------------------------------
 
 def insert_request(uow: UnitOfWork, request: Request, *, vip: bool, compensation_demanded: bool,
                    reported_at: datetime | None, letter_id: uuid.UUID | None = None) -> bool:
@@ -285,7 +285,7 @@ def list_requests(uow: UnitOfWork, query: dict[str, Any]) -> tuple[list[dict[str
     return rows[:size], len(rows) > size
 
 
-# --- letters -----------------------------------------------------------------------------------------------------------
+# --- letters --------------------------------------------------------------------------------------------------------
 
 def insert_letter(uow: UnitOfWork, letter: Letter, place: dict[str, Any]) -> bool:
     """False when a letter with this id was already logged (a retried submission)."""

@@ -33,7 +33,6 @@ from services.intake.domain.model import (
     Request,
     mask_name,
     mask_phone,
-    masked_channel_details,
 )
 from services.intake.domain.numbering import format_request_no, local_date
 
@@ -63,7 +62,7 @@ class Rules:
     cluster_scan_limit: int = 50
 
 
-# --- registration ------------------------------------------------------------------------------------------------------
+# --- registration ---------------------------------------------------------------------------------------------------
 
 def register(uow: UnitOfWork, cmd: RegisterRequest, classifier: Classifier, rules: Rules = Rules()) -> dict[str, Any]:
     """Register a request exactly once per (source, external_id); returns its number, classification, owner and
@@ -180,9 +179,11 @@ def _cluster(uow: UnitOfWork, request: Request, rules: Rules, now: datetime) -> 
                                    and new.subcategory not in rules.clusters.property_wide_subcategories):
         return None
 
+    subcategory = new.subcategory
+
     def decide() -> Any:
         rows = repo.cluster_candidates(
-            uow, property_id=new.property_id, category=new.category, subcategory=new.subcategory,
+            uow, property_id=new.property_id, category=new.category, subcategory=subcategory,
             building=new.building, area=new.area,
             anywhere=new.subcategory in rules.clusters.property_wide_subcategories,
             since=new.registered_at - rules.clusters.window, until=new.registered_at,
@@ -210,7 +211,7 @@ def _cluster(uow: UnitOfWork, request: Request, rules: Rules, now: datetime) -> 
     return incident
 
 
-# --- reading -----------------------------------------------------------------------------------------------------------
+# --- reading --------------------------------------------------------------------------------------------------------
 
 def present(row: dict[str, Any], pii: bool) -> dict[str, Any]:
     """A request as the API shows it: contact details masked unless the caller holds the `pii` scope."""
@@ -257,7 +258,7 @@ def state(uow: UnitOfWork, request_no: str) -> dict[str, Any] | None:
             "incident_id": row["incident_id"]}
 
 
-# --- actions on a request ----------------------------------------------------------------------------------------------
+# --- actions on a request -------------------------------------------------------------------------------------------
 
 def act(uow: UnitOfWork, request_no: str, action: Callable[[Request, datetime], Any]) -> dict[str, Any]:
     """Load the aggregate (locked), run one domain command, save it and its events in one transaction."""
@@ -306,7 +307,7 @@ def close_on_work_done(uow: UnitOfWork, envelope: dict[str, Any]) -> str:
     return "ok"
 
 
-# --- letters (来函) ----------------------------------------------------------------------------------------------------
+# --- letters (来函) ---------------------------------------------------------------------------------------------------
 
 def log_letter(uow: UnitOfWork, body: dict[str, Any], classifier: Classifier, rules: Rules = Rules()) -> dict[str, Any]:
     """Log a letter and route it by kind: a report becomes a request now, a complaint waits for the assistant,
@@ -351,7 +352,8 @@ def decide_letter(uow: UnitOfWork, letter_id: str, body: dict[str, Any], classif
         letter, row = found
         previous = letter.status
         now = uow.now()
-        letter.decide_complaint(track=body.get("track"), reason=body.get("reason"), by=body.get("by"), now=now)
+        b: Any = body
+        letter.decide_complaint(track=b.get("track"), reason=b.get("reason"), by=b.get("by"), now=now)
         events: list[Event] = []
         if letter.status == "to_register":
             place = {k: body.get(k) or row.get(k) for k in ("building", "unit", "area", "description", "reporter_kind")}
@@ -386,7 +388,8 @@ def _register_letter(uow: UnitOfWork, letter: Letter, body: dict[str, Any], clas
                           field="letter_id", code="already_registered")
     letter.mark_registered(request.request_no)
     # The letter's own event names the request it became, so it shows on that request's timeline.
-    letter.events[-1] = dataclasses.replace(letter.events[-1], request_no=request.request_no)
+    logged: Any = letter.events[-1]
+    letter.events[-1] = dataclasses.replace(logged, request_no=request.request_no)
     return request, events
 
 

@@ -5,6 +5,8 @@ SUBSCRIBES: dict[str, list[str]] = {
         "RequestRegistered",
         "RequestReclassified",
         "RequestCancelled",
+        # Closed at intake without dispatch's work (a consultation answered at the desk): cancel the open work order.
+        "RequestClosed",
     ],
     "feedback": [
         "FollowUpRaised",
