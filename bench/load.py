@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
-import socket
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +40,7 @@ def payload(tag: str, pub: int, seq: int, source: str = settings.SOURCE) -> tupl
         "area": f"公共区域{tag}-{pub}-{seq}", "description": description,
         "reporter": {"kind": "system"} if channel in ("iot", "patrol") else {"kind": "resident", "name": "测试住户"},
         "category": category, "subcategory": subcategory,
-        "reported_at": datetime.now(timezone.utc).isoformat(),
+        "reported_at": datetime.now(UTC).isoformat(),
     }
     if channel == "iot":
         body["channel_details"] = {"device_id": f"lift-{n % 97}", "reading": 1, "alarm_code": "E12"}
@@ -89,7 +88,7 @@ def _publisher(pub: int, n_pubs: int, rate: float, duration: float, tag: str, t_
             while True:
                 conn.drain_events(timeout=timeout)
                 timeout = 0.0001
-        except socket.timeout:
+        except TimeoutError:
             pass
 
     my_rate = rate / n_pubs

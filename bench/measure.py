@@ -9,7 +9,8 @@ import io
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import psycopg
 
@@ -74,7 +75,7 @@ class Sampler:
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
-    def start(self) -> "Sampler":
+    def start(self) -> Sampler:
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
         return self
@@ -217,10 +218,10 @@ def exactly_once(external_ids: list[str], source: str = settings.SOURCE) -> dict
 
 
 def _all_exact(hops: dict[str, Any]) -> bool:
-    for name, h in hops.items():
+    for h in hops.values():
         if "error" in h or "state_table_error" in h:
             return False
-        if h.get("lost") or h.get("unpublished_rows") or h.get("state_table_missing") or h.get("duplicated_clock_starts"):
+        if any(h.get(k) for k in ("lost", "unpublished_rows", "state_table_missing", "duplicated_clock_starts")):
             return False
         t = h.get("timeline")
         if t and (t["lost"] or t["duplicated_requests"]):

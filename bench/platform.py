@@ -87,7 +87,8 @@ class Platform:
     def start_extra_escalation(self, n: int) -> None:
         """More escalation instances: the same command; no metrics port (the benchmark owns five ports only)."""
         for i in range(n):
-            procs = runner.start(names=["escalation"], env=dict(BENCH_ENV), log_dir=self.log_dir / f"escalation-{i + 2}",
+            procs = runner.start(names=["escalation"], env=dict(BENCH_ENV),
+                                 log_dir=self.log_dir / f"escalation-{i + 2}",
                                  per_process_env={"escalation": {"METRICS_PORT": "0"}})
             self.extra.append(procs)
 

@@ -30,8 +30,8 @@ class Sizes:
     """Everything that differs between `make bench` and `make bench-quick`."""
 
     quick: bool
-    rates: list[int] = field(default_factory=lambda: [100, 200, 400, 700, 1000, 1300])
-    baseline_rates: list[int] = field(default_factory=lambda: [200, 400, 700, 1000, 1300])
+    rates: list[int] = field(default_factory=lambda: [10, 20, 40, 80, 160, 320, 640, 1000, 1300])
+    baseline_rates: list[int] = field(default_factory=lambda: [100, 200, 400, 700, 1000, 1300])
     publishers: int = 3
     warmup_s: float = 5.0
     steady_s: float = 60.0
@@ -49,10 +49,10 @@ class Sizes:
     profile_s: float = 30.0
 
     @classmethod
-    def for_mode(cls, quick: bool) -> "Sizes":
+    def for_mode(cls, quick: bool) -> Sizes:
         if not quick:
             return cls(quick=False)
-        return cls(quick=True, rates=[40], baseline_rates=[40], publishers=2, warmup_s=1.0, steady_s=4.0,
-                   drain_s=30.0, latency_rate=30, latency_s=3.0, http_concurrency=[1, 16, 64], http_s=1.5,
-                   timer_open=10_000, timer_due=500, timer_due_window_s=5.0, timer_instances=[1],
-                   growth_sizes=[10_000], growth_s=1.5, profile_s=4.0)
+        return cls(quick=True, rates=[20], baseline_rates=[40], publishers=2, warmup_s=1.0, steady_s=4.0,
+                   drain_s=30.0, latency_rate=30, latency_s=3.0, http_concurrency=[1, 16, 64], http_s=1.0,
+                   timer_open=10_000, timer_due=300, timer_due_window_s=3.0, timer_instances=[1],
+                   growth_sizes=[10_000], growth_s=1.0, profile_s=3.0)

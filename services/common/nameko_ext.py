@@ -7,6 +7,7 @@ import services.common  # noqa: F401  (sets PSYCOPG_WAIT_FUNC before psycopg is 
 
 import json
 import logging
+import re
 import time
 import uuid
 from pathlib import Path
@@ -23,6 +24,7 @@ from marshmallow import ValidationError
 from nameko.amqp.publish import Publisher
 from nameko.extensions import DependencyProvider, SharedExtension
 from nameko.messaging import Consumer, QueueConsumer
+from nameko.rpc import Rpc
 from prometheus_client import REGISTRY, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 
@@ -36,6 +38,9 @@ log = logging.getLogger(__name__)
 
 RETRYABLE = (psycopg.OperationalError, psycopg_pool.PoolTimeout, psycopg.errors.SerializationFailure,
              psycopg.errors.DeadlockDetected)
+
+
+REQUEST_NO = re.compile(r"^[A-Z][A-Z0-9]{1,9}-\d{8}-\d{6}$")
 
 
 class NotReady(Exception):
@@ -196,6 +201,18 @@ class Observability(DependencyProvider):
             event_type=envelope.get("event_type"),
         )
 
+    def worker_result(self, worker_ctx: Any, result: Any = None, exc_info: Any = None) -> None:
+        if not isinstance(worker_ctx.entrypoint, Rpc):
+            return
+        # One line per RPC call, with the request it concerned when there is one.
+        args = worker_ctx.args or ()
+        data = result.get("data") if isinstance(result, dict) else None
+        request_no = (data.get("request_no") if isinstance(data, dict) else None) or next(
+            (a for a in args if isinstance(a, str) and REQUEST_NO.match(a)), None)
+        status = result.get("status") if isinstance(result, dict) else None
+        log.info("rpc %s answered %s", worker_ctx.entrypoint.method_name, status if exc_info is None else "error",
+                 extra={"request_no": request_no})
+
     def worker_teardown(self, worker_ctx: Any) -> None:
         token = getattr(worker_ctx, "_log_token", None)
         if token is not None:
@@ -284,6 +301,10 @@ class ReliableConsumer(Consumer):
         if exc_info is None:
             self._attempts.pop(tag, None)
             metrics.EVENTS_HANDLED.labels(self.service, self.queue.name, event_type).inc()
+            request_no = loaded.get("request_no") or (result.get("request_no") if isinstance(result, dict) else None)
+            log.info("handled %s from %s in %.1f ms%s", event_type, self.queue.name,
+                     (time.perf_counter() - started) * 1000, " (duplicate)" if result == "duplicate" else "",
+                     extra={"request_no": request_no})
             if result == "duplicate":
                 metrics.INBOX_DUPLICATES.labels(self.service, self.queue.name).inc()
             self.queue_consumer.ack_message(message)

@@ -46,7 +46,7 @@ def test_a_complaint_gets_its_reply_letter_reviewed_approved_sent_confirmed_and_
     request_no = r.json()["request_no"]
     assert r.json()["classification"]["category"] == "complaint"
 
-    r = platform.api("POST", f"/requests/{request_no}/letters", json={
+    r = platform.api("POST", f"/requests/{request_no}/reply-letters", json={
         "template_id": "complaint-reply-v1", "department": "security", "concerns_property": True, "by": "cc-zhao",
         "values": {"resident_title": "李先生", "findings": "经核实，情况属实",
                    "measures": "已对当班保安批评教育并培训"}})
@@ -54,20 +54,20 @@ def test_a_complaint_gets_its_reply_letter_reviewed_approved_sent_confirmed_and_
     letter = r.json()
     lid = letter["letter_id"]
     send = {"method": "registered_mail", "tracking_no": "XA987654321CN", "by": "cc-zhao"}
-    early = platform.api("POST", f"/letters/{lid}/send", json=send)
+    early = platform.api("POST", f"/reply-letters/{lid}/send", json=send)
     assert early.status_code == 409 and early.json()["errors"]["current_state"] == ["draft"], early.text
     for role in letter["required_reviewers"]:
-        r = platform.api("POST", f"/letters/{lid}/reviews",
+        r = platform.api("POST", f"/reply-letters/{lid}/reviews",
                          json={"role": role, "reviewer_id": f"rev-{role}", "decision": "approved", "version": 1})
         assert r.status_code == 200, r.text
     assert r.json()["state"] == "reviewed"
-    r = platform.api("POST", f"/letters/{lid}/approve", json={"approver_id": "mkt-chen"})
+    r = platform.api("POST", f"/reply-letters/{lid}/approve", json={"approver_id": "mkt-chen"})
     assert r.status_code == 200 and r.json()["state"] == "approved", r.text
-    r = platform.api("POST", f"/letters/{lid}/send", json=send)
+    r = platform.api("POST", f"/reply-letters/{lid}/send", json=send)
     assert r.status_code == 200 and r.json()["state"] == "sent", r.text
-    r = platform.api("POST", f"/letters/{lid}/confirm", json={"by": "cc-zhao", "received": True})
+    r = platform.api("POST", f"/reply-letters/{lid}/confirm", json={"by": "cc-zhao", "received": True})
     assert r.status_code == 200 and r.json()["state"] == "confirmed", r.text
-    r = platform.api("GET", f"/letters/{lid}", key="read")
+    r = platform.api("GET", f"/reply-letters/{lid}", key="read")
     assert [h["action"] for h in r.json()["history"]][-3:] == ["approved", "sent", "confirmed"]
 
     _resolve(platform, request_no)

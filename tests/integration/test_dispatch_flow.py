@@ -233,3 +233,35 @@ def test_a_consultation_answered_at_the_desk_leaves_customer_services_backlog(di
     wait_for(lambda: (work_order(no) or {}).get("state") == "cancelled", what="cancelled with the request")
     assert events_of(no)[-1] == "WorkOrderCancelled"
     assert loads_are_exact()
+
+
+def test_rosters_are_data_changed_through_the_api(dispatch: Any) -> None:
+    tech = f"JH-temp-{uuid.uuid4().hex[:6]}"
+    put = dispatch.put_technician(tech, {"property_id": "JH", "department": "greening", "skills": ["greening"],
+                                         "zones": [], "absent": False, "display_name": "临时绿化工"})
+    assert put["status"] == 200 and put["data"]["load"] == 0
+    assert dispatch.put_technician(tech, {"property_id": "JH", "department": "gardening"})["status"] == 422
+    assert dispatch.add_shifts([{"technician_id": tech, "shift": "brunch"}])["errors"]["shift"]
+    for shift in ("day", "night"):  # standing entries: on duty whatever the time of the test
+        assert dispatch.add_shifts([{"technician_id": tech, "shift": shift, "date": None, "lead": False}])[
+            "status"] == 200
+    got = dispatch.get_technician(tech)["data"]
+    assert got["on_duty"] is True and {s["shift"] for s in got["shifts"]} == {"day", "night"}
+    assert tech in {t["technician_id"] for t in dispatch.team("JH", "greening")["data"]["on_duty"]}
+
+    assert dispatch.set_absent(tech, True)["data"]["absent"] is True
+    assert dispatch.get_technician(tech)["data"]["on_duty"] is False
+    assert tech not in {t["technician_id"] for t in dispatch.team("JH", "greening")["data"]["on_duty"]}
+    no = request_no("JH")
+    publish([registered(no)])
+    wait_for(lambda: work_order(no), what="work order")
+    refused = dispatch.assign(no, {"technician_id": tech, "reason": "熟悉现场", "by": "dispatcher-1"})
+    assert refused["status"] == 422 and "technician_id" in refused["errors"]
+
+    assert dispatch.set_lead({"property_id": "JH", "department": "greening", "technician_id": tech})["status"] == 200
+    assert dispatch.set_on_call({"property_id": "JH", "department": "engineering", "technician_id": tech,
+                                 "night": None})["status"] == 422  # not of that team
+    assert dispatch.set_lead({"property_id": "JH", "department": "greening",
+                              "technician_id": "JH-grn-lead"})["status"] == 200
+    listed = dispatch.list_technicians({"property_id": "JH", "department": "greening"})["data"]["items"]
+    assert tech in {t["technician_id"] for t in listed}

@@ -9,6 +9,7 @@ from typing import Any, Iterator
 import pytest
 import yaml
 from nameko.standalone.rpc import ServiceRpcProxy
+from prometheus_client import REGISTRY, generate_latest
 
 from services.common.config import REPO_ROOT
 from services.escalation.entrypoints.service import EscalationService
@@ -90,6 +91,14 @@ def test_a_clock_warns_breaches_and_climbs_the_ladder_until_acknowledged(rpc: An
 
     at_risk = rpc.clocks_at_risk("LY", None)["data"]["items"]
     assert any(i["request_no"] == no and i["clock"] == "first_response" and i["risk"] == "overdue" for i in at_risk)
+
+    # The collector reads the same figures from the tables.
+    exported = generate_latest(REGISTRY).decode()
+    assert "escalation_collector_errors_total 0.0" in exported
+    breached = [line for line in exported.splitlines() if line.startswith("sla_clock_verdicts_total{")
+                and 'outcome="breached"' in line and 'clock="first_response"' in line and 'class="repair"' in line]
+    assert breached and float(breached[0].split()[-1]) >= 1
+    assert 'escalations_total{reason="first_response_breached",rung="cs_supervisor"}' in exported
 
 
 def test_the_outcome_is_the_same_whatever_the_order_events_arrive_in(esc: Any) -> None:

@@ -147,8 +147,9 @@ def hostile_requests() -> int:
 
 def record(request_no: str, sent: Any) -> None:
     LEDGER.accepted.add(request_no)
-    reporter = (sent or {}).get("reporter") or {}
-    if reporter.get("name") or reporter.get("phone") or ((sent or {}).get("channel_details") or {}).get("caller_number"):
+    sent = sent or {}
+    reporter, details = sent.get("reporter") or {}, sent.get("channel_details") or {}
+    if reporter.get("name") or reporter.get("phone") or details.get("caller_number"):
         LEDGER.with_contact.add(request_no)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
@@ -25,8 +25,8 @@ CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
 # C0 and C1 controls (tab, LF, CR allowed): never in a resident's text, and C1 is what UTF-8 read as Latin-1 becomes.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufffe\uffff]")
 # Times outside these bounds are typing errors or attacks; they also overflow UTC at the calendar's ends.
-EARLIEST = datetime(2000, 1, 1, tzinfo=timezone.utc)
-LATEST = datetime(2100, 1, 1, tzinfo=timezone.utc)
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST = datetime(2100, 1, 1, tzinfo=UTC)
 
 
 class Text(fields.String):
@@ -47,7 +47,7 @@ class BoundedAwareDateTime(fields.AwareDateTime):
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> datetime:
         parsed = super()._deserialize(value, attr, data, **kwargs)
         try:
-            in_utc = parsed.astimezone(timezone.utc)
+            in_utc = parsed.astimezone(UTC)
         except OverflowError:  # 9999-12-31T23:59:59-14:00 is past the last representable UTC instant
             raise ValidationError("out of range") from None
         if not EARLIEST <= in_utc < LATEST:

@@ -16,7 +16,7 @@ from services.common import logs
 from services.common.contract.registry import spec_for
 from services.common.db import UnitOfWork, _json_default  # noqa: F401  (same JSON rules as the plumbing)
 from services.common.domain import Event
-from services.escalation.adapters.repository import _jsonb
+from services.escalation.adapters.repository import _jsonb, insert_many
 
 _SCHEMAS: dict[tuple[str, int], Schema] = {}
 
@@ -50,11 +50,10 @@ def publish(uow: UnitOfWork, events: list[Event]) -> list[dict[str, Any]]:
             "correlation_id": correlation or str(uuid.uuid4()),
             "request_no": data.get("request_no") or getattr(e, "request_no", None), "data": data,
         })
-    with uow.conn.cursor() as cur:
-        cur.executemany("INSERT INTO outbox (event_id, exchange, routing_key, body) VALUES (%s, %s, %s, %s)",
-                        [(e["event_id"], f"{uow.service}.events", e["event_type"], _jsonb(e)) for e in envelopes])
-        cur.executemany("INSERT INTO timeline (request_no, at, event_type, event_id, data) VALUES (%s, %s, %s, %s, %s)",
-                        [(e["request_no"], e["occurred_at"], e["event_type"], e["event_id"], _jsonb(e["data"]))
-                         for e in envelopes if e["request_no"]])
+    insert_many(uow, "INSERT INTO outbox (event_id, exchange, routing_key, body)",
+                [(e["event_id"], f"{uow.service}.events", e["event_type"], _jsonb(e)) for e in envelopes])
+    insert_many(uow, "INSERT INTO timeline (request_no, at, event_type, event_id, data)",
+                [(e["request_no"], e["occurred_at"], e["event_type"], e["event_id"], _jsonb(e["data"]))
+                 for e in envelopes if e["request_no"]])
     uow._published += len(envelopes)  # so that the commit wakes the outbox relay, as UnitOfWork.publish does
     return envelopes

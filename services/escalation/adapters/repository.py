@@ -20,6 +20,18 @@ def _jsonb(value: Any) -> Jsonb:
     return Jsonb(value, dumps=lambda o: json.dumps(o, default=str, ensure_ascii=False))
 
 
+def insert_many(uow: UnitOfWork, head: str, rows: Sequence[Sequence[Any]], tail: str = "") -> None:
+    """One multi-row statement per chunk: under eventlet, psycopg's executemany pipeline waits once per row."""
+    if not rows:
+        return
+    width = len(rows[0])
+    per = max(1, 30000 // width)
+    for i in range(0, len(rows), per):
+        chunk = rows[i:i + per]
+        one = "(" + ", ".join(["%s"] * width) + ")"
+        uow.execute(f"{head} VALUES {', '.join([one] * len(chunk))} {tail}", [v for r in chunk for v in r])
+
+
 # -- policy versions ------------------------------------------------------------------------------------------
 
 def lock_policy_table(uow: UnitOfWork) -> None:
@@ -155,22 +167,17 @@ def clock_row(clock: Any, warn_at: datetime | None) -> dict[str, Any]:
     }
 
 
-_CLOCK_COLS = ("clock_id", "request_no", "kind", "state", "policy_version", "rule", "target_seconds", "started_at",
+CLOCK_COLUMNS = ("clock_id", "request_no", "kind", "state", "policy_version", "rule", "target_seconds", "started_at",
                "deadline", "warn_at", "warned", "breached_at", "met_at", "elapsed_seconds", "calendar_fallback",
                "category", "priority", "channel", "property_id", "data")
 _CLOCK_UPDATE = ("state", "rule", "target_seconds", "deadline", "warn_at", "warned", "breached_at", "met_at",
                  "elapsed_seconds", "calendar_fallback", "category", "priority", "channel", "property_id", "data")
-UPSERT_CLOCK = (
-    f"INSERT INTO clocks ({', '.join(_CLOCK_COLS)}) VALUES ({', '.join('%(' + c + ')s' for c in _CLOCK_COLS)}) "
-    f"ON CONFLICT (clock_id) DO UPDATE SET {', '.join(f'{c} = EXCLUDED.{c}' for c in _CLOCK_UPDATE)}, "
-    "updated_at = now()"
-)
 
 
 def save_clocks(uow: UnitOfWork, rows: list[dict[str, Any]]) -> None:
-    if rows:
-        with uow.conn.cursor() as cur:
-            cur.executemany(UPSERT_CLOCK, rows)
+    insert_many(uow, f"INSERT INTO clocks ({', '.join(CLOCK_COLUMNS)})", [[r[c] for c in CLOCK_COLUMNS] for r in rows],
+                f"ON CONFLICT (clock_id) DO UPDATE SET {', '.join(f'{c} = EXCLUDED.{c}' for c in _CLOCK_UPDATE)}, "
+                "updated_at = now()")
 
 
 def replace_timers(uow: UnitOfWork, timers: dict[UUID, list[Any]]) -> None:
@@ -178,11 +185,9 @@ def replace_timers(uow: UnitOfWork, timers: dict[UUID, list[Any]]) -> None:
     if not timers:
         return
     uow.execute("DELETE FROM deadlines WHERE clock_id = ANY(%s) AND fired_at IS NULL", (list(timers),))
-    rows = [(cid, t.kind, t.due_at, t.token) for cid, ts in timers.items() for t in ts]
-    if rows:
-        with uow.conn.cursor() as cur:
-            cur.executemany("INSERT INTO deadlines (clock_id, kind, due_at, token) VALUES (%s, %s, %s, %s) "
-                            "ON CONFLICT (clock_id, token) DO NOTHING", rows)
+    insert_many(uow, "INSERT INTO deadlines (clock_id, kind, due_at, token)",
+                [(cid, t.kind, t.due_at, t.token) for cid, ts in timers.items() for t in ts],
+                "ON CONFLICT (clock_id, token) DO NOTHING")
 
 
 def due_timers(uow: UnitOfWork, now: datetime, limit: int) -> list[dict[str, Any]]:
@@ -205,16 +210,9 @@ def timers_due_count(uow: UnitOfWork, now: datetime) -> int:
 
 # -- escalations ----------------------------------------------------------------------------------------------
 
-UPSERT_ESCALATION = (
-    "INSERT INTO escalations (escalation_id, request_no, clock_id, clock, source, rule, reason, rung, rung_index, "
-    "climbs, acknowledged_by, acknowledged_at, stopped, data, created_at) VALUES (%(escalation_id)s, "
-    "%(request_no)s, %(clock_id)s, %(clock)s, %(source)s, %(rule)s, %(reason)s, %(rung)s, %(rung_index)s, "
-    "%(climbs)s, %(acknowledged_by)s, %(acknowledged_at)s, %(stopped)s, %(data)s, %(created_at)s) "
-    "ON CONFLICT (escalation_id) DO UPDATE SET rung = EXCLUDED.rung, rung_index = EXCLUDED.rung_index, "
-    "climbs = EXCLUDED.climbs, acknowledged_by = EXCLUDED.acknowledged_by, "
-    "acknowledged_at = EXCLUDED.acknowledged_at, stopped = EXCLUDED.stopped, data = EXCLUDED.data, "
-    "updated_at = now()"
-)
+_ESC_COLS = ("escalation_id", "request_no", "clock_id", "clock", "source", "rule", "reason", "rung", "rung_index",
+             "climbs", "acknowledged_by", "acknowledged_at", "stopped", "data", "created_at")
+_ESC_UPDATE = ("rung", "rung_index", "climbs", "acknowledged_by", "acknowledged_at", "stopped", "data")
 
 
 def escalation_row(run: Any) -> dict[str, Any]:
@@ -229,9 +227,11 @@ def escalation_row(run: Any) -> dict[str, Any]:
 
 
 def save_escalations(uow: UnitOfWork, rows: list[dict[str, Any]]) -> None:
-    if rows:
-        with uow.conn.cursor() as cur:
-            cur.executemany(UPSERT_ESCALATION, rows)
+    unique = {r["escalation_id"]: r for r in rows}  # one statement may not update a row twice
+    insert_many(uow, f"INSERT INTO escalations ({', '.join(_ESC_COLS)})",
+                [[r[c] for c in _ESC_COLS] for r in unique.values()],
+                f"ON CONFLICT (escalation_id) DO UPDATE SET {', '.join(f'{c} = EXCLUDED.{c}' for c in _ESC_UPDATE)}, "
+                "updated_at = now()")
 
 
 def get_escalation(uow: UnitOfWork, escalation_id: UUID) -> dict[str, Any] | None:
@@ -266,29 +266,20 @@ _SHARD = random.randrange(SHARDS)  # per process: replicas do not queue on the s
 def bump_counters(uow: UnitOfWork, verdicts: dict[tuple[str, ...], int], elapsed: dict[tuple[Any, ...], list[float]],
                   escalations: dict[tuple[str, str], int], fallbacks: dict[str, int]) -> None:
     sh = _SHARD
-    with uow.conn.cursor() as cur:
-        if verdicts:
-            cur.executemany(
-                "INSERT INTO verdict_counts (clock, outcome, category, priority, channel, property_id, shard, n) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (clock, outcome, category, priority, channel, "
-                "property_id, shard) DO UPDATE SET n = verdict_counts.n + EXCLUDED.n",
-                [(*k, sh, n) for k, n in sorted(verdicts.items())])
-        if elapsed:
-            cur.executemany(
-                "INSERT INTO elapsed_buckets (clock, category, priority, channel, property_id, bucket, shard, n, "
-                "total_seconds) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (clock, category, priority, "
-                "channel, property_id, bucket, shard) DO UPDATE SET n = elapsed_buckets.n + EXCLUDED.n, "
-                "total_seconds = elapsed_buckets.total_seconds + EXCLUDED.total_seconds",
-                [(*k, sh, len(v), float(sum(v))) for k, v in sorted(elapsed.items())])
-        if escalations:
-            cur.executemany(
-                "INSERT INTO escalation_counts (rung, reason, shard, n) VALUES (%s, %s, %s, %s) "
-                "ON CONFLICT (rung, reason, shard) DO UPDATE SET n = escalation_counts.n + EXCLUDED.n",
-                [(*k, sh, n) for k, n in sorted(escalations.items())])
-        if fallbacks:
-            cur.executemany(
-                "INSERT INTO fallback_counts (clock, shard, n) VALUES (%s, %s, %s) ON CONFLICT (clock, shard) "
-                "DO UPDATE SET n = fallback_counts.n + EXCLUDED.n", [(k, sh, n) for k, n in sorted(fallbacks.items())])
+    insert_many(uow, "INSERT INTO verdict_counts (clock, outcome, category, priority, channel, property_id, shard, n)",
+                [(*k, sh, n) for k, n in sorted(verdicts.items())],
+                "ON CONFLICT (clock, outcome, category, priority, channel, property_id, shard) "
+                "DO UPDATE SET n = verdict_counts.n + EXCLUDED.n")
+    insert_many(uow, "INSERT INTO elapsed_buckets (clock, category, priority, channel, property_id, bucket, shard, n, "
+                "total_seconds)", [(*k, sh, len(v), float(sum(v))) for k, v in sorted(elapsed.items())],
+                "ON CONFLICT (clock, category, priority, channel, property_id, bucket, shard) DO UPDATE SET "
+                "n = elapsed_buckets.n + EXCLUDED.n, total_seconds = elapsed_buckets.total_seconds + "
+                "EXCLUDED.total_seconds")
+    insert_many(uow, "INSERT INTO escalation_counts (rung, reason, shard, n)",
+                [(*k, sh, n) for k, n in sorted(escalations.items())],
+                "ON CONFLICT (rung, reason, shard) DO UPDATE SET n = escalation_counts.n + EXCLUDED.n")
+    insert_many(uow, "INSERT INTO fallback_counts (clock, shard, n)", [(k, sh, n) for k, n in sorted(fallbacks.items())],
+                "ON CONFLICT (clock, shard) DO UPDATE SET n = fallback_counts.n + EXCLUDED.n")
 
 
 # -- reading ---------------------------------------------------------------------------------------------------

@@ -428,12 +428,9 @@ def handle_event(uow: UnitOfWork, rt: Runtime, env: dict[str, Any]) -> str | Non
 def fire_due(uow: UnitOfWork, rt: Runtime, limit: int) -> tuple[int, list[float]]:
     """One batch of due timers: lock them (skipping other instances' rows), fire each on its clock, save, publish,
     mark fired, commit. Returns (rows taken, lateness of each fired timer in seconds)."""
-    import time as _t
-    _a = _t.perf_counter()
     with uow:
         now = uow.now()
         due = repo.due_timers(uow, now, limit)
-        _b = _t.perf_counter()
         if not due:
             return 0, []
         locked = {r["clock_id"]: r for r in repo.lock_clocks_skip_locked(uow, sorted({d["clock_id"] for d in due}))}
@@ -452,12 +449,8 @@ def fire_due(uow: UnitOfWork, rt: Runtime, limit: int) -> tuple[int, list[float]
             fired_ids.append(d["id"])
         fired_at = uow.now()
         repo.mark_fired(uow, fired_ids, fired_at)
-        _c = _t.perf_counter()
         changes.save(uow)
-        _d = _t.perf_counter()
         uow.commit()
-    _e = _t.perf_counter()
-    log.warning("DBG pass n=%d q=%.3f fire=%.3f save=%.3f commit=%.3f", len(due), _b - _a, _c - _b, _d - _c, _e - _d)
     taken = set(fired_ids)
     late = [(fired_at - d["due_at"]).total_seconds() for d in due if d["id"] in taken]
     return len(due), late

@@ -187,45 +187,45 @@ class FeedbackRoutes(ApiBase):
         return self.call("feedback", "visits_due", jsonable(query))
 
     # -- reply letters
-    @route("POST", "/requests/<string:request_no>/letters", "staff", body=DraftLetterBody, ok_status=201,
+    @route("POST", "/requests/<string:request_no>/reply-letters", "staff", body=DraftLetterBody, ok_status=201,
            summary="Draft a reply letter (回函) to the request from a template")
     def letter_draft(self, request: Request, key: Any, request_no: str, body: dict[str, Any]) -> Any:
         return self.call("feedback", "draft_letter", request_no, jsonable(validated(DraftLetterBody, body)))
 
-    @route("GET", "/requests/<string:request_no>/letters", "read", summary="A request's reply letters")
+    @route("GET", "/requests/<string:request_no>/reply-letters", "read", summary="A request's reply letters")
     def request_letters(self, request: Request, key: Any, request_no: str) -> Any:
         return self.call("feedback", "request_letters", request_no)
 
-    @route("GET", "/letters/<string:letter_id>", "read", summary="A reply letter with every version and step")
+    @route("GET", "/reply-letters/<string:letter_id>", "read", summary="A reply letter with every version and step")
     def letter_get(self, request: Request, key: Any, letter_id: str) -> Any:
         return self.call("feedback", "get_letter", letter_id)
 
-    @route("POST", "/letters/<string:letter_id>/revisions", "staff", body=ReviseLetterBody,
+    @route("POST", "/reply-letters/<string:letter_id>/revisions", "staff", body=ReviseLetterBody,
            summary="A new version of the letter (reviews and approval are taken again)")
     def letter_revise(self, request: Request, key: Any, letter_id: str, body: dict[str, Any]) -> Any:
         return self._letter(letter_id, "revisions", body)
 
-    @route("POST", "/letters/<string:letter_id>/reviews", "staff", body=ReviewLetterBody,
+    @route("POST", "/reply-letters/<string:letter_id>/reviews", "staff", body=ReviewLetterBody,
            summary="A required reviewer's decision on the current version")
     def letter_review(self, request: Request, key: Any, letter_id: str, body: dict[str, Any]) -> Any:
         return self._letter(letter_id, "reviews", body)
 
-    @route("POST", "/letters/<string:letter_id>/approve", "staff", body=ApproveLetterBody,
+    @route("POST", "/reply-letters/<string:letter_id>/approve", "staff", body=ApproveLetterBody,
            summary="The marketing manager's approval of a fully reviewed letter (409 before)")
     def letter_approve(self, request: Request, key: Any, letter_id: str, body: dict[str, Any]) -> Any:
         return self._letter(letter_id, "approve", body)
 
-    @route("POST", "/letters/<string:letter_id>/send", "staff", body=SendLetterBody,
+    @route("POST", "/reply-letters/<string:letter_id>/send", "staff", body=SendLetterBody,
            summary="Send the approved letter by registered mail (tracking number) or online (409 before approval)")
     def letter_send(self, request: Request, key: Any, letter_id: str, body: dict[str, Any]) -> Any:
         return self._letter(letter_id, "send", body)
 
-    @route("POST", "/letters/<string:letter_id>/confirm", "staff", body=ConfirmLetterBody,
+    @route("POST", "/reply-letters/<string:letter_id>/confirm", "staff", body=ConfirmLetterBody,
            summary="The phone confirmation after sending (not received: back to approved, to send again)")
     def letter_confirm(self, request: Request, key: Any, letter_id: str, body: dict[str, Any]) -> Any:
         return self._letter(letter_id, "confirm", body)
 
-    @route("POST", "/letters/<string:letter_id>/archive", "staff", body=ByBody,
+    @route("POST", "/reply-letters/<string:letter_id>/archive", "staff", body=ByBody,
            summary="Archive the confirmed letter with all its versions")
     def letter_archive(self, request: Request, key: Any, letter_id: str, body: dict[str, Any]) -> Any:
         return self._letter(letter_id, "archive", body)

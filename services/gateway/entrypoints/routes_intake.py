@@ -26,13 +26,13 @@ def _reason(**kwargs: Any) -> Text:
     return Text(validate=validate.Length(min=2, max=500), **kwargs)
 
 
-class AcknowledgeBody(StrictSchema):
+class IntakeAcknowledgeBody(StrictSchema):
     how = fields.String(required=True, validate=validate.OneOf(ACK_METHODS))
     promised_at = fields.AwareDateTime(required=True)
     by = code(64, required=True)
 
 
-class ReclassifyBody(StrictSchema):
+class IntakeReclassifyBody(StrictSchema):
     category = fields.String(required=True, validate=validate.OneOf(CATEGORIES))
     subcategory = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(SUBCATEGORIES))
     priority = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(PRIORITIES))
@@ -42,46 +42,46 @@ class ReclassifyBody(StrictSchema):
     by = code(64, required=True)
 
 
-class AnswerBody(StrictSchema):
+class IntakeAnswerBody(StrictSchema):
     answer = Text(required=True, validate=validate.Length(min=1, max=4000))
     by = code(64, required=True)
 
 
-class ReferBody(StrictSchema):
+class IntakeReferBody(StrictSchema):
     note = Text(required=True, validate=validate.Length(min=2, max=1000))
     by = code(64, required=True)
 
 
-class HandoverBody(StrictSchema):
+class IntakeHandoverBody(StrictSchema):
     to_agent = code(64, required=True)
     reason = _reason(required=True)
     by = code(64, required=True)
 
 
-class CancelBody(StrictSchema):
+class IntakeCancelBody(StrictSchema):
     reason = _reason(required=True)
     by = code(64, required=True)
 
 
-class CloseBody(StrictSchema):
+class IntakeCloseBody(StrictSchema):
     reason = Text(load_default="resolved", validate=validate.Length(min=2, max=200))
     by = code(64, required=True)
 
 
-class SenderSchema(StrictSchema):
+class IntakeSenderSchema(StrictSchema):
     name = Text(validate=validate.Length(min=1, max=50), load_default=None, allow_none=True)
     phone = Text(validate=validate.Regexp(PHONE, error="not a Chinese mobile or landline number"),
                  load_default=None, allow_none=True)
 
 
-class LetterBody(StrictSchema):
+class IntakeLetterBody(StrictSchema):
     letter_id = fields.UUID(load_default=None, allow_none=True)  # the client's id: a retried POST logs it once
     property_id = code(20, required=True)
     kind = fields.String(required=True, validate=validate.OneOf(LETTER_KINDS))
     received_date = fields.Date(required=True)
     subject = Text(required=True, validate=validate.Length(min=1, max=500))
     logged_by = code(64, required=True)
-    sender = fields.Nested(SenderSchema, load_default=None, allow_none=True)
+    sender = fields.Nested(IntakeSenderSchema, load_default=None, allow_none=True)
     praised_staff_id = code(64, load_default=None, allow_none=True)
     praised_department = code(64, load_default=None, allow_none=True)
     # Where the problem is and what it is, for a report (and a complaint the assistant may track).
@@ -93,7 +93,7 @@ class LetterBody(StrictSchema):
                                   validate=validate.OneOf(["resident", "tenant", "visitor", "staff", "system"]))
 
 
-class DecideBody(StrictSchema):
+class IntakeDecideBody(StrictSchema):
     track = fields.Boolean(required=True)
     reason = _reason(required=True)
     by = code(64, required=True)
@@ -106,7 +106,7 @@ class DecideBody(StrictSchema):
     description = Text(validate=validate.Length(min=1, max=4000), load_default=None, allow_none=True)
 
 
-class LettersQuery(StrictSchema):
+class IntakeLettersQuery(StrictSchema):
     routed_to = fields.String(validate=validate.OneOf(LETTER_ROUTES), load_default=None)
     status = code(30, load_default=None)
     kind = fields.String(validate=validate.OneOf(LETTER_KINDS), load_default=None)
@@ -119,52 +119,52 @@ class IntakeRoutes(ApiBase):
     def _action(self, method: str, request_no: str, schema: type, body: dict[str, Any]) -> Any:
         return self.call("intake", method, request_no, jsonable(validated(schema, body)))
 
-    @route("POST", "/requests/<string:request_no>/acknowledge", "staff", body=AcknowledgeBody,
+    @route("POST", "/requests/<string:request_no>/acknowledge", "staff", body=IntakeAcknowledgeBody,
            summary="Record that the resident was told the request was received: how, and the promised time")
     def intake_acknowledge(self, request: Request, key: Any, request_no: str, body: dict[str, Any]) -> Any:
-        return self._action("acknowledge", request_no, AcknowledgeBody, body)
+        return self._action("acknowledge", request_no, IntakeAcknowledgeBody, body)
 
-    @route("POST", "/requests/<string:request_no>/reclassify", "staff", body=ReclassifyBody,
+    @route("POST", "/requests/<string:request_no>/reclassify", "staff", body=IntakeReclassifyBody,
            summary="Override the classification (the automatic verdict is kept)")
     def intake_reclassify(self, request: Request, key: Any, request_no: str, body: dict[str, Any]) -> Any:
-        return self._action("reclassify", request_no, ReclassifyBody, body)
+        return self._action("reclassify", request_no, IntakeReclassifyBody, body)
 
-    @route("POST", "/requests/<string:request_no>/answer", "staff", body=AnswerBody,
+    @route("POST", "/requests/<string:request_no>/answer", "staff", body=IntakeAnswerBody,
            summary="Close a consultation answered at the desk, with the answer")
     def intake_answer_at_desk(self, request: Request, key: Any, request_no: str, body: dict[str, Any]) -> Any:
-        return self._action("answer_at_desk", request_no, AnswerBody, body)
+        return self._action("answer_at_desk", request_no, IntakeAnswerBody, body)
 
-    @route("POST", "/requests/<string:request_no>/refer", "staff", body=ReferBody,
+    @route("POST", "/requests/<string:request_no>/refer", "staff", body=IntakeReferBody,
            summary="A consultation the desk cannot answer goes on as a normal request")
     def intake_refer(self, request: Request, key: Any, request_no: str, body: dict[str, Any]) -> Any:
-        return self._action("refer", request_no, ReferBody, body)
+        return self._action("refer", request_no, IntakeReferBody, body)
 
-    @route("POST", "/requests/<string:request_no>/handover", "staff", body=HandoverBody,
+    @route("POST", "/requests/<string:request_no>/handover", "staff", body=IntakeHandoverBody,
            summary="Hand first-contact ownership to another agent, with a reason")
     def intake_handover(self, request: Request, key: Any, request_no: str, body: dict[str, Any]) -> Any:
-        return self._action("hand_over", request_no, HandoverBody, body)
+        return self._action("hand_over", request_no, IntakeHandoverBody, body)
 
-    @route("POST", "/requests/<string:request_no>/cancel", "staff", body=CancelBody,
+    @route("POST", "/requests/<string:request_no>/cancel", "staff", body=IntakeCancelBody,
            summary="Cancel a request, with a reason")
     def intake_cancel(self, request: Request, key: Any, request_no: str, body: dict[str, Any]) -> Any:
-        return self._action("cancel", request_no, CancelBody, body)
+        return self._action("cancel", request_no, IntakeCancelBody, body)
 
-    @route("POST", "/requests/<string:request_no>/close", "staff", body=CloseBody,
+    @route("POST", "/requests/<string:request_no>/close", "staff", body=IntakeCloseBody,
            summary="Close a request at intake, with a reason")
     def intake_close(self, request: Request, key: Any, request_no: str, body: dict[str, Any]) -> Any:
-        return self._action("close", request_no, CloseBody, body)
+        return self._action("close", request_no, IntakeCloseBody, body)
 
-    @route("POST", "/letters", "staff", body=LetterBody, ok_status=201,
+    @route("POST", "/letters", "staff", body=IntakeLetterBody, ok_status=201,
            summary="Log a letter (来函): a report becomes a request, a complaint goes to the assistant, praise is "
                    "recorded, work letters go to the admin department")
     def intake_log_letter(self, request: Request, key: Any, body: dict[str, Any]) -> Any:
-        return self.call("intake", "log_letter", jsonable(validated(LetterBody, body)))
+        return self.call("intake", "log_letter", jsonable(validated(IntakeLetterBody, body)))
 
-    @route("POST", "/letters/<string:letter_id>/decide", "staff", body=DecideBody,
+    @route("POST", "/letters/<string:letter_id>/decide", "staff", body=IntakeDecideBody,
            summary="The customer-service assistant decides whether a complaint letter is tracked")
     def intake_decide_letter(self, request: Request, key: Any, letter_id: str, body: dict[str, Any]) -> Any:
-        return self.call("intake", "decide_letter", letter_id, jsonable(validated(DecideBody, body)))
+        return self.call("intake", "decide_letter", letter_id, jsonable(validated(IntakeDecideBody, body)))
 
-    @route("GET", "/letters", "read", query=LettersQuery, summary="The letters registry, by queue (routed_to)")
+    @route("GET", "/letters", "read", query=IntakeLettersQuery, summary="The letters registry, by queue (routed_to)")
     def intake_list_letters(self, request: Request, key: Any, query: dict[str, Any]) -> Any:
         return self.call("intake", "list_letters", query, "pii" in key.scopes)
