@@ -134,7 +134,7 @@ class LoadRun:
     rate: float
     duration: float
     t_start: float
-    procs: list[mp.Process]
+    procs: list[Any]
     result_q: Any
     counter: Any
     files: list[Path]

@@ -32,6 +32,9 @@ BENCH_ENV = {
 }
 
 
+CONSUMED_QUEUES = ("intake.inbound", "dispatch.events", "escalation.events", "feedback.events")
+
+
 def db_url(role: str) -> str:
     return f"postgresql://{role}:{role}@127.0.0.1:5432/{settings.DB}"
 
@@ -75,7 +78,7 @@ class Platform:
                     pending.discard(name)
                 except requests.RequestException:
                     pass
-            if not pending:
+            if not pending and self._consuming():
                 try:
                     if requests.get(f"{self.base_url}/health", timeout=1).ok:
                         return
@@ -83,6 +86,16 @@ class Platform:
                     pass
             time.sleep(0.3)
         raise RuntimeError(f"platform not ready after {timeout}s (waiting for {pending}); see {self.log_dir}")
+
+    @staticmethod
+    def _consuming() -> bool:
+        """Every service consumes its queue (metrics and /health answer before migrations and consumers are up)."""
+        try:
+            depths = {q["name"]: int(q.get("consumers") or 0) for q in infra.rabbit(
+                "GET", f"/queues/{settings.VHOST}?columns=name,consumers").json()}
+        except Exception:
+            return False
+        return all(depths.get(q, 0) > 0 for q in CONSUMED_QUEUES)
 
     def start_extra_escalation(self, n: int) -> None:
         """More escalation instances: the same command; no metrics port (the benchmark owns five ports only)."""

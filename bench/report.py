@@ -60,12 +60,13 @@ def markdown(r: dict[str, Any]) -> str:
                          f"{_met(mx is not None and mx <= 1000 and v.get('all_fired'))} |")
         s, b = tm.get("due_pass_small", {}), tm.get("due_pass_large", {})
         if s:
+            flat = 3 * max(1.0, s.get("execution_ms_median") or 0)
             lines.append(f"| Due pass (batch {s.get('batch')}) ms: {s.get('open_clocks')} vs "
                          f"{b.get('open_clocks', 'n/a')} open | flat | {s.get('execution_ms_median')} vs "
                          f"{b.get('execution_ms_median', 'n/a')} | "
-                         f"{_met(bool(b) and b.get('execution_ms_median', 1e9) <= 3 * max(1.0, s['execution_ms_median']))} |")
+                         f"{_met(bool(b) and b.get('execution_ms_median', 1e9) <= flat)} |")
     gr = r.get("growth", {})
-    for size, v in (gr.get("sizes") or {}).items():
+    for v in (gr.get("sizes") or {}).values():
         h = v.get("http_c1", {})
         lines.append(f"| {v.get('stored')} requests stored: submit / list / list filtered / page 200, p50 ms (c=1) | | "
                      f"{_g(h, 'submit', 'p50_ms')} / {_g(h, 'list_newest', 'p50_ms')} / "
@@ -88,8 +89,9 @@ def markdown(r: dict[str, Any]) -> str:
     if bl:
         lines.append(f"| Baseline held (req/s), lost | | {bl.get('held_rate_per_s') or 'none held'} (best "
                      f"{bl.get('best_all_hop_rate_per_s')}), ok={_g(bl, 'exactness', 'ok')} | |")
+    met = _met(ra["held_rate_ratio"] >= 0.5) if "held_rate_ratio" in ra else "n/a"
     lines.append(f"| Platform / baseline | >= 0.5 | held {ra.get('held_rate_ratio', 'n/a')}, best "
-                 f"{ra.get('best_rate_ratio', 'n/a')} | {_met(ra['held_rate_ratio'] >= 0.5) if 'held_rate_ratio' in ra else 'n/a'} |")
+                 f"{ra.get('best_rate_ratio', 'n/a')} | {met} |")
     for name, steps in (("platform", tp.get("steps", [])), ("baseline", bl.get("steps", []))):
         if not steps:
             continue

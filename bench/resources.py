@@ -87,3 +87,33 @@ def cpu_per_1000(before: dict[str, dict[str, float]], after: dict[str, dict[str,
     if requests_done <= 0:
         return {n: None for n in after}
     return {n: round((after[n]["cpu_s"] - before[n]["cpu_s"]) * 1000 / requests_done, 2) for n in after if n in before}
+
+
+class MachineShare:
+    """CPU of the whole machine vs the processes under test over an interval: the benchmark shares 2 cores with
+    whatever else runs (other test suites), and a figure means little without that context."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = pids
+        self.t0 = time.monotonic()
+        self.sys0 = psutil.cpu_times()
+        self.own0 = snapshot(pids)
+        self.load0 = _loadavg()
+
+    def stop(self) -> dict[str, Any]:
+        secs = time.monotonic() - self.t0
+        sys1 = psutil.cpu_times()
+        own1 = snapshot(self.pids)
+        busy = (sum(sys1) - sys1.idle - getattr(sys1, "iowait", 0)) - \
+            (sum(self.sys0) - self.sys0.idle - getattr(self.sys0, "iowait", 0))
+        own = sum(own1[n]["cpu_s"] - self.own0[n]["cpu_s"] for n in own1 if n in self.own0)
+        cores = psutil.cpu_count() or 1
+        return {"seconds": round(secs, 1), "machine_busy_percent": round(100 * busy / (secs * cores), 1),
+                "under_test_percent_of_machine": round(100 * own / (secs * cores), 1),
+                "everything_else_percent_of_machine": round(100 * (busy - own) / (secs * cores), 1),
+                "loadavg_1m": [self.load0, _loadavg()]}
+
+
+def _loadavg() -> float:
+    import os
+    return round(os.getloadavg()[0], 2)

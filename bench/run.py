@@ -10,6 +10,7 @@ from __future__ import annotations
 import services.common  # noqa: F401
 
 import argparse
+import functools
 import json
 import os
 import platform as pyplatform
@@ -67,7 +68,8 @@ DURABILITY = ("persistent messages (delivery_mode 2), publisher confirms on ever
 def ladder(kind: str, rates: list[int], sizes: settings.Sizes, work: Path, vhost: str,
            totals: Callable[[], dict[str, int | None]], hop_rates: Callable[[float, float], dict[str, float | None]],
            caught_up: Callable[[int, dict[str, int | None]], bool],
-           sampler_counts: Any = None) -> tuple[list[dict[str, Any]], list[str]]:
+           sampler_counts: Any = None, pids: Callable[[], dict[str, int]] | None = None
+           ) -> tuple[list[dict[str, Any]], list[str]]:
     steps: list[dict[str, Any]] = []
     all_ids: list[str] = []
     for rate in rates:
@@ -77,14 +79,16 @@ def ladder(kind: str, rates: list[int], sizes: settings.Sizes, work: Path, vhost
                               work / "ids", vhost=vhost)
         sampler = measure.Sampler(vhost, run.published, interval=0.5 if sizes.quick else 2.0,
                                   counts=sampler_counts).start()
+        share = resources.MachineShare(pids() if pids else {})
         pub = run.join()
+        machine_share = share.stop()
         samples = sampler.stop()
         w0, w1 = pub["t0"] + sizes.warmup_s, pub["t_end"]
         hops = hop_rates(w0, w1)
         trend = measure.backlog_trend(samples, w0, w1, "clocks_started")
         ids = run.external_ids()
         all_ids.extend(ids)
-        ok, waited = measure.drained(lambda: caught_up(len(ids), base), sizes.drain_s)
+        ok, waited = measure.drained(functools.partial(caught_up, len(ids), base), sizes.drain_s)
         growth_limit = max(1.0, 0.03 * rate)
         backlog_slope = trend["published_minus_clocks_started"]["slope_per_s"]
         held = (pub["publish_rate"] >= 0.95 * rate and pub["unconfirmed"] == 0 and pub["nacked"] == 0
@@ -92,11 +96,12 @@ def ladder(kind: str, rates: list[int], sizes: settings.Sizes, work: Path, vhost
                 and backlog_slope is not None and backlog_slope <= growth_limit and ok)
         step = {"offered_rate": rate, "publish": {k: v for k, v in pub.items() if k not in ("t0", "t_end", "tag")},
                 "window_s": round(w1 - w0, 1), "hop_rates_per_s": hops, "backlog": trend,
-                "backlog_growth_limit_per_s": growth_limit, "drained": ok, "drain_wait_s": waited, "held": held,
+                "backlog_growth_limit_per_s": growth_limit, "cpu_during_step": machine_share,
+                "drained": ok, "drain_wait_s": waited, "held": held,
                 "samples": samples}
         steps.append(step)
         log(f"{kind}: {rate}/s -> published {pub['publish_rate']}/s, hops {hops}, backlog slope {backlog_slope}, "
-            f"drained {ok} in {waited}s, held {held}")
+            f"drained {ok} in {waited}s, held {held}; CPU {machine_share}")
         if not held:
             break
     return steps, all_ids
@@ -131,7 +136,7 @@ def run_platform(sizes: settings.Sizes, work: Path, report: dict[str, Any], skip
 
         # -- throughput ladder
         steps, ids = ladder("platform", sizes.rates, sizes, work, settings.VHOST, measure.totals, measure.hop_rates,
-                            measure.platform_caught_up)
+                            measure.platform_caught_up, pids=plat.pids)
         published_ids += ids
         held = held_rate(steps)
         report["throughput"] = {
@@ -334,7 +339,8 @@ def run_baseline(sizes: settings.Sizes, work: Path, report: dict[str, Any]) -> N
             return all((now[h] or 0) - (since.get(h) or 0) >= expected for h in now)
 
         steps, ids = ladder("baseline", sizes.baseline_rates, sizes, work, settings.BASELINE_VHOST, totals,
-                            baseline.hop_rates, caught_up, sampler_counts=baseline.totals)
+                            baseline.hop_rates, caught_up, sampler_counts=baseline.totals,
+                            pids=lambda: {n: p.pid for n, p in procs.items() if p.pid})
         measure.drained(lambda: caught_up(len(ids), {}), sizes.drain_s)
         report["baseline"] = {"what": baseline.__doc__.strip().splitlines()[0] if baseline.__doc__ else "",
                               "held_rate_per_s": held_rate(steps), "best_all_hop_rate_per_s": best_hop_rate(steps),

@@ -46,7 +46,7 @@ class Sizes:
     timer_instances: list[int] = field(default_factory=lambda: [1, 3])
     growth_sizes: list[int] = field(default_factory=lambda: [10_000, 1_000_000])
     growth_s: float = 5.0
-    profile_s: float = 30.0
+    profile_s: float = 20.0
 
     @classmethod
     def for_mode(cls, quick: bool) -> Sizes:

@@ -198,7 +198,7 @@ def _run(name: str) -> None:
     HOPS[name](name).run()
 
 
-def start() -> dict[str, mp.Process]:
+def start() -> dict[str, Any]:
     ctx = mp.get_context("spawn")
     procs = {name: ctx.Process(target=_run, args=(name,), daemon=True, name=f"baseline-{name}") for name in HOPS}
     for p in procs.values():
@@ -206,7 +206,7 @@ def start() -> dict[str, mp.Process]:
     return procs
 
 
-def stop(procs: dict[str, mp.Process]) -> None:
+def stop(procs: dict[str, Any]) -> None:
     for p in procs.values():
         if p.is_alive():
             p.terminate()

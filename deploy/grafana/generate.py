@@ -243,8 +243,9 @@ def pipeline() -> Board:
             "short", [(f"max by (service) ({_dedup('outbox_pending_events')})", "{{service}}")], w=6)
     b.panel("timeseries", "最旧待发 / Oldest outbox event age",
             "Age of the oldest unpublished event (no line when the outbox is empty). Alert at 60 s.", "s",
+            # 0 when the outbox is empty (the timestamp is then 0), the age of the oldest row otherwise.
             [("max by (service) ((time() - outbox_oldest_event_timestamp_seconds) "
-              "and (outbox_oldest_event_timestamp_seconds > 0))", "{{service}}")], w=6)
+              "* (outbox_oldest_event_timestamp_seconds > bool 0))", "{{service}}")], w=6)
     b.panel("timeseries", "发布速率 / Outbox published", "Events published from the outbox per second.", "reqps",
             [(f"sum by (service) (rate(outbox_published_total[{RI}]))", "{{service}}")], w=6)
     b.panel("timeseries", "重复消息 / Inbox duplicates", "Redelivered messages recognised and skipped per second.",

@@ -43,6 +43,9 @@ RETRYABLE = (psycopg.OperationalError, psycopg_pool.PoolTimeout, psycopg.errors.
 REQUEST_NO = re.compile(r"^[A-Z][A-Z0-9]{1,9}-\d{8}-\d{6}$")
 
 
+DEAD_LETTER_REASONS = ("invalid", "undecodable", "handler_error", "not_ready", "domain_error", "invalid_request")
+
+
 class NotReady(Exception):
     """A prerequisite has not arrived yet (events from two producers can overtake each other); retry later."""
 
@@ -96,6 +99,9 @@ class Store(DependencyProvider):
             log.info("applied migrations %s", ", ".join(applied))
         self.pool = make_pool(self.database_url, self.service, int(cfg.get("DB_POOL_SIZE", 12)), self.service)
         topology.declare(self.amqp_uri)
+        metrics.OUTBOX_PUBLISHED.labels(self.service)
+        for kind in ("unroutable", "nacked", "ConfirmTimeout", "OperationalError"):
+            metrics.OUTBOX_PUBLISH_ERRORS.labels(self.service, kind)
         try:
             REGISTRY.register(_OutboxCollector(self))
         except ValueError:  # already registered by an earlier container in this process (tests)
@@ -250,7 +256,23 @@ class ReliableConsumer(Consumer):
     def setup(self) -> None:
         self.service = self.container.service_name
         self.dlq_publisher = Publisher(self.container.config["AMQP_URI"], use_confirms=True, serializer="json")
+        self._precreate_series()
         super().setup()
+
+    def _precreate_series(self) -> None:
+        """Every series this queue can produce exists from the start at 0, so "no failures" reads as 0
+        rather than as no data, and the first failure shows up as an increase."""
+        subs = topology.SUBSCRIPTIONS.get(self.service, {}) if self.queue.name.endswith(".events") else {}
+        types = sorted({t for ts in subs.values() for t in ts}) or ["inbound"]
+        if self.queue.name == topology.INBOUND_QUEUE:
+            types = ["inbound"]
+        for event_type in types:
+            metrics.EVENTS_HANDLED.labels(self.service, self.queue.name, event_type)
+            metrics.EVENTS_FAILED.labels(self.service, self.queue.name, event_type)
+        for reason in DEAD_LETTER_REASONS:
+            metrics.EVENTS_DEAD_LETTERED.labels(self.service, self.queue.name, reason)
+        metrics.INBOX_DUPLICATES.labels(self.service, self.queue.name)
+        metrics.HANDLER_SECONDS.labels(self.service, self.queue.name)
 
     # -- dead letters
     def dead_letter(self, message: Any, reason: str, detail: Any) -> None:
@@ -295,7 +317,8 @@ class ReliableConsumer(Consumer):
         self.container.spawn_worker(self, (loaded,), {}, context_data=context_data, handle_result=handle_result)
 
     def _on_result(self, message: Any, loaded: dict[str, Any], started: float, result: Any, exc_info: Any) -> Any:
-        event_type = str(loaded.get("event_type", loaded.get("channel", "inbound")))
+        # Inbound requests are one kind of message: their channel would be an unbounded label in practice.
+        event_type = str(loaded.get("event_type") or "inbound")
         metrics.HANDLER_SECONDS.labels(self.service, self.queue.name).observe(time.perf_counter() - started)
         tag = message.delivery_tag
         if exc_info is None:

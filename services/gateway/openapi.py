@@ -12,6 +12,19 @@ ERROR = {"type": "object", "properties": {"error": {"type": "string"},
                                           "errors": {"type": "object", "additionalProperties": True}}}
 
 
+# What contract.inbound.Text accepts: no NUL, C0/C1 control characters (tab and newlines allowed) or lone
+# surrogates, so that a generated "valid" string is one the API really takes.
+TEXT_PATTERN = "^[^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f-\\u009f\\ud800-\\udfff]*$"
+
+
+def _text_rule(self: Any, field: Any, ret: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    from services.common.contract.inbound import Text
+
+    if isinstance(field, Text) and "pattern" not in ret:
+        return {"pattern": TEXT_PATTERN}
+    return {}
+
+
 def _path(werkzeug_path: str) -> tuple[str, list[str]]:
     names = re.findall(r"<(?:\w+:)?(\w+)>", werkzeug_path)
     return re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", werkzeug_path), names
@@ -21,9 +34,11 @@ def openapi_document(routes: list[Any]) -> dict[str, Any]:
     key = len(routes)
     if key in _CACHE:
         return _CACHE[key]
+    plugin = MarshmallowPlugin()
     spec = APISpec(title="Property service requests API", version="1.0.0", openapi_version="3.0.3",
-                   plugins=[MarshmallowPlugin()],
+                   plugins=[plugin],
                    servers=[{"url": "http://127.0.0.1:8000"}])
+    plugin.converter.add_attribute_function(_text_rule)
     spec.components.security_scheme("apiKey", {"type": "apiKey", "in": "header", "name": "X-API-Key"})
     spec.components.schema("Error", ERROR)
     paths: dict[str, dict[str, Any]] = {}
@@ -53,6 +68,9 @@ def openapi_document(routes: list[Any]) -> dict[str, Any]:
         if params:
             op["responses"]["404"] = {"description": "Not found", "content": {"application/json": {
                 "schema": {"$ref": "#/components/schemas/Error"}}}}
+        # Any other refusal (400 bad query, 404 unknown path value, 409 wrong state, 411, 413...) has this shape.
+        op["responses"]["default"] = {"description": "An error, naming the fields at fault", "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
         paths.setdefault(path, {})[r.method.lower()] = op
     for path, ops in paths.items():
         spec.path(path=path, operations=ops)

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
+from collections.abc import Iterator
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -27,7 +28,7 @@ YEAR_2027 = {"year": 2027, "holidays": ["2027-01-01"], "workdays": ["2027-01-02"
 @pytest.fixture
 def rpc(run_service: Any) -> Iterator[Any]:
     # The unscaled default policy: working-day targets are looked up in the calendar.
-    run_service(EscalationService, ESCALATION_POLICY="services/escalation/policy.yml")
+    run_service(EscalationService, ESCALATION_POLICY="services/escalation/policy.yml", DB_POOL_SIZE=4)
     with ServiceRpcProxy("escalation", {"AMQP_URI": amqp_uri()}) as proxy:
         yield proxy
 

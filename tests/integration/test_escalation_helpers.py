@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from typing import Any
 
 from kombu import Connection
@@ -23,7 +23,7 @@ def envelope(event_type: str, subject: str | None = None, event_id: str | None =
     loaded_overrides = spec.schema().load({**spec.schema().dump(data), **_plain(overrides)})
     body = {
         "event_id": event_id or str(uuid.uuid4()), "event_type": event_type, "version": spec.version,
-        "producer": spec.producer, "occurred_at": datetime.now(timezone.utc).isoformat(),
+        "producer": spec.producer, "occurred_at": datetime.now(UTC).isoformat(),
         "correlation_id": str(uuid.uuid4()), "request_no": subject,
         "data": dump_data(event_type, loaded_overrides),
     }

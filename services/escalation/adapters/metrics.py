@@ -61,12 +61,15 @@ class SlaCollector:
     def _read(self) -> list[Metric]:
         with self.pool.connection(timeout=2) as conn:
             now = conn.execute("SELECT now()").fetchone()[0]
-            verdict_rows = conn.execute("SELECT clock, outcome, category, priority, channel, property_id, sum(n)::float8 "
-                                        "FROM verdict_counts GROUP BY 1, 2, 3, 4, 5, 6").fetchall()
-            bucket_rows = conn.execute("SELECT clock, category, priority, channel, property_id, bucket, sum(n)::float8, "
-                                       "sum(total_seconds)::float8 FROM elapsed_buckets GROUP BY 1, 2, 3, 4, 5, 6").fetchall()
+            verdict_rows = conn.execute(
+                "SELECT clock, outcome, category, priority, channel, property_id, sum(n)::float8 "
+                "FROM verdict_counts GROUP BY 1, 2, 3, 4, 5, 6").fetchall()
+            bucket_rows = conn.execute(
+                "SELECT clock, category, priority, channel, property_id, bucket, sum(n)::float8, "
+                "sum(total_seconds)::float8 FROM elapsed_buckets GROUP BY 1, 2, 3, 4, 5, 6").fetchall()
             open_rows = conn.execute(OPEN_SQL, {"now": now}).fetchall()
-            esc_rows = conn.execute("SELECT rung, reason, sum(n)::float8 FROM escalation_counts GROUP BY 1, 2").fetchall()
+            esc_rows = conn.execute(
+                "SELECT rung, reason, sum(n)::float8 FROM escalation_counts GROUP BY 1, 2").fetchall()
             fb_rows = conn.execute("SELECT clock, sum(n)::float8 FROM fallback_counts GROUP BY 1").fetchall()
             due = conn.execute("SELECT count(*) FROM deadlines WHERE fired_at IS NULL AND due_at <= %s",
                                (now,)).fetchone()[0]

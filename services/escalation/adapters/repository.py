@@ -278,7 +278,8 @@ def bump_counters(uow: UnitOfWork, verdicts: dict[tuple[str, ...], int], elapsed
     insert_many(uow, "INSERT INTO escalation_counts (rung, reason, shard, n)",
                 [(*k, sh, n) for k, n in sorted(escalations.items())],
                 "ON CONFLICT (rung, reason, shard) DO UPDATE SET n = escalation_counts.n + EXCLUDED.n")
-    insert_many(uow, "INSERT INTO fallback_counts (clock, shard, n)", [(k, sh, n) for k, n in sorted(fallbacks.items())],
+    insert_many(uow, "INSERT INTO fallback_counts (clock, shard, n)",
+                [(k, sh, n) for k, n in sorted(fallbacks.items())],
                 "ON CONFLICT (clock, shard) DO UPDATE SET n = fallback_counts.n + EXCLUDED.n")
 
 

@@ -9,7 +9,6 @@ from typing import Any
 from uuid import UUID
 
 import yaml
-from marshmallow import ValidationError
 from nameko.dependency_providers import Config
 from nameko.extensions import DependencyProvider
 from nameko.rpc import rpc
@@ -18,7 +17,7 @@ from nameko.timer import Timer
 from services.common import rpc as answers
 from services.common import timeline
 from services.common.config import REPO_ROOT
-from services.common.domain import DomainError
+from services.common.domain import DomainError, NotFound
 from services.common.nameko_ext import Observability, Store, consume_events
 from services.escalation.adapters import metrics as sla_metrics
 from services.escalation.service_layer import handlers
@@ -60,7 +59,7 @@ class ConfiguredTimer(Timer):
     """nameko's timer with its interval read from the TIMER_INTERVAL config key."""
 
     def setup(self) -> None:
-        self.interval = float(self.container.config.get("TIMER_INTERVAL", self.interval))
+        self.interval = float(self.container.config.get("TIMER_INTERVAL", 0.2))  # type: ignore[has-type]
         super().setup()
 
 
@@ -68,10 +67,11 @@ configured_timer = ConfiguredTimer.decorator
 
 
 def _uuid(value: Any, field: str) -> UUID:
+    # An id that cannot exist is "not found", as for any other unknown id in a path.
     try:
         return UUID(str(value))
     except ValueError:
-        raise ValidationError({field: ["not a UUID"]}) from None
+        raise NotFound(f"no escalation {value!r}", field=field) from None
 
 
 class EscalationService:

@@ -13,8 +13,9 @@ from services.common.contract.feedback import REVIEWER_ROLES, SATISFACTION_LEVEL
 from services.common.contract.inbound import StrictSchema, Text, code
 from services.gateway.entrypoints.http_api import ApiBase, jsonable, route, validated
 
-PERIOD = r"^\d{4}-(0[1-9]|1[0-2])$"
-QUARTER = r"^\d{4}-Q[1-4]$"
+# Years 2000-2099: a report outside them has no data and year 0 is no date at all.
+PERIOD = r"^20\d{2}-(0[1-9]|1[0-2])$"
+QUARTER = r"^20\d{2}-Q[1-4]$"
 FORMATS = ["json", "csv", "html"]
 
 
