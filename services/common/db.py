@@ -15,7 +15,7 @@ import uuid
 from datetime import datetime, UTC
 from pathlib import Path
 from typing import Any
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from urllib.parse import urlparse
 
 import psycopg
@@ -57,6 +57,22 @@ def envelope(event: Event, producer: str, *, now: datetime, correlation_id: str 
     }
 
 
+def jsonb(value: Any) -> Jsonb:
+    return Jsonb(value, dumps=lambda o: json.dumps(o, default=_json_default, ensure_ascii=False))
+
+
+def insert_many(uow: UnitOfWork, head: str, rows: Sequence[Sequence[Any]], tail: str = "") -> None:
+    """One multi-row INSERT per chunk: psycopg's executemany waits once per row under eventlet."""
+    if not rows:
+        return
+    width = len(rows[0])
+    per = max(1, 30000 // width)  # below Postgres's 65535 bind parameters
+    one = "(" + ", ".join(["%s"] * width) + ")"
+    for i in range(0, len(rows), per):
+        chunk = rows[i:i + per]
+        uow.execute(f"{head} VALUES {', '.join([one] * len(chunk))} {tail}", [v for r in chunk for v in r])
+
+
 class UnitOfWork:
     """One transaction. Rolls back unless committed; `publish` writes to the outbox in the same transaction."""
 
@@ -95,19 +111,12 @@ class UnitOfWork:
         batch = [events] if isinstance(events, Event) else list(events)
         envelopes = [envelope(e, self.service, now=self.now(), correlation_id=correlation_id) for e in batch]
         if envelopes:
-            with self.conn.cursor() as cur:
-                cur.executemany(
-                    "INSERT INTO outbox (event_id, exchange, routing_key, body) VALUES (%s, %s, %s, %s)",
-                    [(e["event_id"], f"{self.service}.events", e["event_type"],
-                      Jsonb(e, dumps=lambda o: json.dumps(o, default=_json_default))) for e in envelopes],
-                )
-                # The service's part of the request's timeline, assembled by the gateway across services.
-                cur.executemany(
-                    "INSERT INTO timeline (request_no, at, event_type, event_id, data) VALUES (%s, %s, %s, %s, %s)",
-                    [(e["request_no"], e["occurred_at"], e["event_type"], e["event_id"],
-                      Jsonb(e["data"], dumps=lambda o: json.dumps(o, default=_json_default)))
-                     for e in envelopes if e["request_no"]],
-                )
+            insert_many(self, "INSERT INTO outbox (event_id, exchange, routing_key, body)",
+                        [(e["event_id"], f"{self.service}.events", e["event_type"], jsonb(e)) for e in envelopes])
+            # The service's part of the request's timeline, assembled by the gateway across services.
+            insert_many(self, "INSERT INTO timeline (request_no, at, event_type, event_id, data)",
+                        [(e["request_no"], e["occurred_at"], e["event_type"], e["event_id"], jsonb(e["data"]))
+                         for e in envelopes if e["request_no"]])
             self._published += len(envelopes)
         return envelopes
 

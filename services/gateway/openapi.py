@@ -38,6 +38,7 @@ def openapi_document(routes: list[Any]) -> dict[str, Any]:
     spec = APISpec(title="Property service requests API", version="1.0.0", openapi_version="3.0.3",
                    plugins=[plugin],
                    servers=[{"url": "http://127.0.0.1:8000"}])
+    assert plugin.converter is not None  # set by APISpec when the plugin is registered
     plugin.converter.add_attribute_function(_text_rule)
     spec.components.security_scheme("apiKey", {"type": "apiKey", "in": "header", "name": "X-API-Key"})
     spec.components.schema("Error", ERROR)

@@ -72,8 +72,8 @@ def _insert_clocks(conn: psycopg.Connection[Any], policy: Policy, first_due: dat
 
 def test_three_instances_fire_ten_thousand_deadlines_exactly_once_and_on_time(run_service: Any) -> None:
     for _ in range(3):
-        run_service(EscalationService, ESCALATION_POLICY="tests/e2e/policy_seconds.yml", TIMER_INTERVAL=0.1, DB_POOL_SIZE=4,
-                    max_workers=10)
+        run_service(EscalationService, ESCALATION_POLICY="tests/e2e/policy_seconds.yml", TIMER_INTERVAL=0.1,
+                    DB_POOL_SIZE=4, max_workers=10)
     with db("escalation") as conn:
         policy = _policy(conn)
         prepared = time.monotonic()

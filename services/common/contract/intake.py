@@ -81,6 +81,8 @@ class RequestRegisteredSchema(DataSchema):
     acknowledgement_required = fields.Boolean(load_default=False)
     duplicate_of = fields.String(allow_none=True, load_default=None)
     incident_id = fields.UUID(allow_none=True, load_default=None)
+    vip = fields.Boolean(load_default=False)
+    compensation_demanded = fields.Boolean(load_default=False)
 
 
 class _RequestEventSchema(DataSchema):

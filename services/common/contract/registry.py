@@ -83,23 +83,40 @@ class DataSchema(Schema):
         unknown = EXCLUDE
 
 
+_ENVELOPE = EnvelopeSchema()
+
+
 def load_envelope(body: Any) -> dict[str, Any]:
     """Validate an envelope and its data; raises ValidationError naming the bad fields."""
     if not isinstance(body, dict):
         raise ValidationError({"_body": ["an event must be a JSON object"]})
-    env = EnvelopeSchema().load(body)
-    spec = spec_for(env["event_type"], env["version"])
+    env = _ENVELOPE.load(body)
+    schema = schema_instance(env["event_type"], env["version"])
     try:
-        env["data"] = spec.schema().load(env["data"])
+        env["data"] = schema.load(env["data"])
     except ValidationError as exc:
         raise ValidationError({"data": exc.messages}) from None
     return env
 
 
+_INSTANCES: dict[tuple[str, int], Schema] = {}
+
+
+def schema_instance(event_type: str, version: int = 1) -> Schema:
+    """One schema object per event type: building one deep-copies every field, too slow per event.
+    marshmallow schemas keep no per-call state in dump/load/validate, so sharing one is safe."""
+    key = (event_type, version)
+    schema = _INSTANCES.get(key)
+    if schema is None:
+        schema = _INSTANCES[key] = spec_for(event_type, version).schema()
+    return schema
+
+
 def dump_data(event_type: str, data: dict[str, Any], version: int = 1) -> dict[str, Any]:
     """Serialise (and validate) event data on the producer side, before it enters the outbox."""
-    schema = spec_for(event_type, version).schema()
-    errors = schema.validate(schema.dump(data))
+    schema = schema_instance(event_type, version)
+    dumped = schema.dump(data)
+    errors = schema.validate(dumped)
     if errors:
         raise ValidationError({"data": errors})
-    return schema.dump(data)
+    return dumped

@@ -2,34 +2,16 @@
 the timer pass never scan all clocks (see migrations/0002_escalation.sql for the indexes each query uses)."""
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from psycopg.types.json import Jsonb
 
-from services.common.db import UnitOfWork
+from services.common.db import UnitOfWork, insert_many, jsonb
 
 OPEN_STATES = ("running", "paused", "breached")
-
-
-def _jsonb(value: Any) -> Jsonb:
-    return Jsonb(value, dumps=lambda o: json.dumps(o, default=str, ensure_ascii=False))
-
-
-def insert_many(uow: UnitOfWork, head: str, rows: Sequence[Sequence[Any]], tail: str = "") -> None:
-    """One multi-row statement per chunk: under eventlet, psycopg's executemany pipeline waits once per row."""
-    if not rows:
-        return
-    width = len(rows[0])
-    per = max(1, 30000 // width)
-    for i in range(0, len(rows), per):
-        chunk = rows[i:i + per]
-        one = "(" + ", ".join(["%s"] * width) + ")"
-        uow.execute(f"{head} VALUES {', '.join([one] * len(chunk))} {tail}", [v for r in chunk for v in r])
 
 
 # -- policy versions ------------------------------------------------------------------------------------------
@@ -61,7 +43,7 @@ def list_policy_versions(uow: UnitOfWork) -> list[dict[str, Any]]:
 
 def insert_policy(uow: UnitOfWork, version: int, policy: dict[str, Any], digest: str, source: str) -> None:
     uow.execute("INSERT INTO policy_versions (version, policy, digest, source) VALUES (%s, %s, %s, %s)",
-                (version, _jsonb(policy), digest, source))
+                (version, jsonb(policy), digest, source))
 
 
 # -- calendar years -------------------------------------------------------------------------------------------
@@ -87,7 +69,7 @@ def latest_year_version(uow: UnitOfWork, year: int) -> int:
 
 def insert_year(uow: UnitOfWork, year: int, version: int, data: dict[str, Any], source: str, by: str) -> None:
     uow.execute("INSERT INTO calendar_years (year, version, data, source, loaded_by) VALUES (%s, %s, %s, %s, %s)",
-                (year, version, _jsonb(data), source, by))
+                (year, version, jsonb(data), source, by))
 
 
 # -- request facts ----------------------------------------------------------------------------------------------
@@ -112,7 +94,7 @@ def update_subject(uow: UnitOfWork, subject: str, **values: Any) -> None:
     if bad:
         raise ValueError(f"unknown request columns {bad}")
     sets = ", ".join(f"{k} = %s" for k in values)
-    params = [(_jsonb(v) if k == "facts" else v) for k, v in values.items()]
+    params = [(jsonb(v) if k == "facts" else v) for k, v in values.items()]
     uow.execute(f"UPDATE requests SET {sets} WHERE request_no = %s", (*params, subject))
 
 
@@ -163,7 +145,7 @@ def clock_row(clock: Any, warn_at: datetime | None) -> dict[str, Any]:
         "warned": clock.warned_at is not None, "breached_at": clock.breached_at, "met_at": clock.met_at,
         "elapsed_seconds": clock.elapsed_at_stop, "calendar_fallback": clock.calendar_fallback,
         "category": f.category, "priority": f.priority, "channel": f.channel, "property_id": f.property_id or "",
-        "data": _jsonb(clock.to_dict()),
+        "data": jsonb(clock.to_dict()),
     }
 
 
@@ -220,8 +202,8 @@ def escalation_row(run: Any) -> dict[str, Any]:
     return {
         "escalation_id": run.escalation_id, "request_no": run.request_no, "clock_id": run.clock_id,
         "clock": run.clock, "source": run.source, "rule": run.rule, "reason": run.reason, "rung": run.rung or "",
-        "rung_index": run.rung_index, "climbs": _jsonb(d["climbs"]), "acknowledged_by": run.acknowledged_by,
-        "acknowledged_at": run.acknowledged_at, "stopped": run.stopped, "data": _jsonb(d),
+        "rung_index": run.rung_index, "climbs": jsonb(d["climbs"]), "acknowledged_by": run.acknowledged_by,
+        "acknowledged_at": run.acknowledged_at, "stopped": run.stopped, "data": jsonb(d),
         "created_at": run.climbs[0].at,
     }
 

@@ -20,7 +20,6 @@ from uuid import UUID, uuid5
 from services.common.db import UnitOfWork
 from services.common.domain import DomainError, Event, NotFound, utc
 from services.common.nameko_ext import NotReady
-from services.escalation.adapters import outbox
 from services.escalation.adapters import repository as repo
 from services.escalation.domain.calendar import WorkingCalendar, YearCalendar
 from services.escalation.domain.clock import (TERMINAL, Clock, ClockBreached, ClockMet, ClockRetargeted,
@@ -224,7 +223,7 @@ class Changes:
         if timers:
             repo.replace_timers(uow, {cid: c.timers() for cid, c in self.clocks.items()})
         repo.save_escalations(uow, [repo.escalation_row(r) for r in runs])
-        outbox.publish(uow, self.events)
+        uow.publish(self.events)
         repo.bump_counters(uow, dict(self.verdicts), dict(self.elapsed), dict(self.escalations),
                            dict(self.fallbacks))
 
@@ -359,6 +358,7 @@ def _register(uow: UnitOfWork, rt: Runtime, subject: str, row: dict[str, Any], d
                   "building": data.get("building"), "unit": data.get("unit"), "channel": data["channel"],
                   "category": data["category"], "subcategory": data.get("subcategory"),
                   "priority": data["priority"], "emergency": bool(data["emergency"]),
+                  "vip": bool(data.get("vip")), "compensation_demanded": bool(data.get("compensation_demanded")),
                   "registered_at": data["registered_at"]}
         if data.get("unit") and data.get("subcategory"):
             prev = repo.previous_repair_resolved_at(uow, data["property_id"], data["unit"], data["subcategory"],

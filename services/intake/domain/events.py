@@ -40,6 +40,9 @@ class RequestRegistered(Event):
     acknowledgement_required: bool = False
     duplicate_of: str | None = None
     incident_id: UUID | None = None
+    # Facts escalation's condition rules act on (a VIP or directed case, compensation demanded at intake).
+    vip: bool = False
+    compensation_demanded: bool = False
 
 
 @dataclass(frozen=True)

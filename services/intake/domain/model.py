@@ -343,6 +343,7 @@ class Request:
                  building: str | None = None, unit: str | None = None, area: str | None = None,
                  source: str = "desk", external_id: str | None = None,
                  channel_details: Mapping[str, Any] | None = None, paid_service: bool = False,
+                 vip: bool = False, compensation_demanded: bool = False,
                  ack_required_channels: tuple[str, ...] = ACK_REQUIRED_CHANNELS,
                  request_id: uuid.UUID | None = None) -> Request:
         """Validate every field at once (InvalidRequest names them all) and record RequestRegistered and
@@ -394,7 +395,8 @@ class Request:
             request_no=request_no, property_id=property_id, building=building, unit=unit, area=area,
             channel=channel, source=source, external_id=external_id, category=c.category,
             subcategory=c.subcategory, priority=c.priority, emergency=c.emergency, complaint_valid=c.complaint_valid,
-            paid_service=paid_service, owner_agent=owner, reporter_kind=reporter.kind,
+            paid_service=paid_service, vip=vip, compensation_demanded=compensation_demanded,
+            owner_agent=owner, reporter_kind=reporter.kind,
             reporter_phone_masked=req.contact_phone_masked, description=text, registered_at=now,
             validity=c.validity, confidence=c.confidence, matched_terms=list(c.matched_terms),
             channel_details=masked_channel_details(details),

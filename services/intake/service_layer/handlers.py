@@ -102,7 +102,8 @@ def _register(uow: UnitOfWork, cmd: RegisterRequest, classifier: Classifier, rul
         request_no=format_request_no(cmd.property_id, day, seq), property_id=cmd.property_id,
         channel=cmd.channel, description=cmd.description, reporter=reporter, classification=classification,
         registered_by=cmd.agent_id or DUTY_DESK, now=now, building=building, unit=cmd.unit, area=cmd.area,
-        source=cmd.source, external_id=cmd.external_id, channel_details=cmd.details, paid_service=cmd.paid_service)
+        source=cmd.source, external_id=cmd.external_id, channel_details=cmd.details, paid_service=cmd.paid_service,
+        vip=cmd.vip, compensation_demanded=cmd.compensation_demanded)
     if classification is not auto:  # the registering agent's verdict; the classifier's is kept alongside
         request.auto_classification, request.agent_classification = auto, classification
     _link_duplicate(uow, request, rules)
