@@ -91,6 +91,7 @@ class Sampler:
                 except Exception:  # the management API refreshes lazily; a missed sample is not an error
                     sample["queues"] = {}
                 now = self._counts(conn)
+                sample["pg_active"] = pg_activity(conn)
                 sample.update({k: (v - (base.get(k) or 0)) if v is not None else None for k, v in now.items()})
                 self.samples.append(sample)
                 self._stop.wait(max(0.0, self.interval - (time.time() - t)))
@@ -105,6 +106,28 @@ class Sampler:
         if self._thread:
             self._thread.join(timeout=30)
         return self.samples
+
+
+def pg_activity(conn: psycopg.Connection[Any]) -> dict[str, int]:
+    """Active backends of the benchmark database by application and what they wait on (None: on CPU)."""
+    try:
+        rows = conn.execute(
+            "SELECT application_name, coalesce(wait_event_type || ':' || wait_event, 'cpu'), count(*) "
+            "FROM pg_stat_activity WHERE datname = current_database() AND state = 'active' "
+            "AND pid <> pg_backend_pid() GROUP BY 1, 2").fetchall()
+    except psycopg.Error:
+        return {}
+    return {f"{r[0] or '?'}/{r[1]}": int(r[2]) for r in rows}
+
+
+def waits_summary(samples: list[dict[str, Any]], t0: float, t1: float) -> dict[str, float]:
+    """Mean number of active backends per (application, wait) over the window: where the database time goes."""
+    win = [s for s in samples if t0 <= s["t"] <= t1 and "pg_active" in s]
+    total: dict[str, float] = {}
+    for s in win:
+        for k, v in s["pg_active"].items():
+            total[k] = total.get(k, 0.0) + v
+    return {k: round(v / len(win), 2) for k, v in sorted(total.items(), key=lambda kv: -kv[1])} if win else {}
 
 
 def slope(points: list[tuple[float, float]]) -> float | None:

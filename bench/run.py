@@ -97,6 +97,7 @@ def ladder(kind: str, rates: list[int], sizes: settings.Sizes, work: Path, vhost
         step = {"offered_rate": rate, "publish": {k: v for k, v in pub.items() if k not in ("t0", "t_end", "tag")},
                 "window_s": round(w1 - w0, 1), "hop_rates_per_s": hops, "backlog": trend,
                 "backlog_growth_limit_per_s": growth_limit, "cpu_during_step": machine_share,
+                "db_active_backends": measure.waits_summary(samples, w0, w1),
                 "drained": ok, "drain_wait_s": waited, "held": held,
                 "samples": samples}
         steps.append(step)

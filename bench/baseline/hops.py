@@ -111,8 +111,11 @@ class Hop:
                                "RETURNING 1", (event_id, self.queue.name)).fetchone() is not None
 
     def run(self) -> None:
-        with Connection(amqp_uri(), transport_options={"confirm_publish": True}) as conn:
-            producer = conn.Producer(serializer="json")
+        # Publishing on its own connection: a confirm awaited on the consuming channel would dispatch deliveries
+        # re-entrantly into on_message (measured: the hop stalled waiting for a confirm an inner call consumed).
+        with Connection(amqp_uri()) as conn, \
+                Connection(amqp_uri(), transport_options={"confirm_publish": True}) as pub_conn:
+            producer = pub_conn.Producer(serializer="json")
 
             def on_message(body: Any, message: Any) -> None:
                 data = json.loads(body) if isinstance(body, (bytes, str)) else body

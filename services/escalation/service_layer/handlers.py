@@ -199,8 +199,9 @@ class Changes:
             if isinstance(e, ClockBreached):
                 self.verdicts[(clock.kind, "breached", *labels[1:])] += 1
             elif isinstance(e, ClockMet):
-                # One verdict per clock: a clock breached earlier was counted when its deadline passed.
-                if clock.breached_at is None or clock.breached_at > e.met_at:
+                # One verdict per clock: a clock breached earlier was counted when its breach fired, even if
+                # the stop it now records happened before that (processed late): never count it twice.
+                if clock.breached_at is None:
                     self.verdicts[(clock.kind, "met" if e.on_time else "breached", *labels[1:])] += 1
                 bucket = next((i for i, b in enumerate(ELAPSED_BUCKETS) if e.elapsed_seconds <= b),
                               len(ELAPSED_BUCKETS))
