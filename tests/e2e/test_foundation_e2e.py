@@ -127,3 +127,46 @@ def test_no_event_to_other_services_carries_a_residents_name_or_phone(platform: 
         for (data,) in rows:
             for secret in (NAME, PHONE, CALLER):
                 assert secret not in data, (role, data)
+
+
+def test_staff_reassign_a_request_to_another_technician_with_a_reason(platform: Platform) -> None:
+    r = platform.api("POST", "/requests", json={
+        "channel": "visit", "property_id": "HY", "unit": "2-0303", "agent_id": "agent-011",
+        "reporter": {"kind": "resident"}, "description": "阳台的水龙头一直滴水"})
+    assert r.status_code == 201, r.text
+    request_no = r.json()["request_no"]
+    wo = work_order_id(platform, request_no)
+    current = platform.api("GET", f"/work-orders/{wo}").json()
+    team = platform.api("GET", "/technicians", params={"property_id": "HY",
+                                                       "department": current["department"]}).json()["items"]
+    other = next(t["technician_id"] for t in team
+                 if t["technician_id"] != current["technician_id"] and not t.get("absent"))
+    missing_reason = platform.api("POST", f"/requests/{request_no}/assign", json={"technician_id": other,
+                                                                                   "by": "lead-wu"})
+    assert missing_reason.status_code == 422 and "reason" in missing_reason.json()["errors"]
+    r = platform.api("POST", f"/requests/{request_no}/assign",
+                     json={"technician_id": other, "reason": "原师傅在处理急修", "by": "lead-wu"})
+    assert r.status_code == 200, r.text
+    assert platform.api("GET", f"/work-orders/{wo}").json()["technician_id"] == other
+    assert scalar("dispatch", "SELECT technician_id FROM work_orders WHERE id = %s", (wo,)) == other
+
+
+def test_requests_are_listed_with_filters_and_pages(platform: Platform) -> None:
+    for i in range(3):
+        r = platform.api("POST", "/requests", json={
+            "channel": "email", "external_id": f"mail-{uuid.uuid4()}", "property_id": "JH", "unit": f"7-10{i + 1}",
+            "reporter": {"kind": "tenant", "name": NAME, "phone": PHONE}, "description": "咨询：装修需要办什么手续"})
+        assert r.status_code == 201, r.text
+    first = platform.api("GET", "/requests", key="read", params={"property_id": "JH", "channel": "email",
+                                                                 "page_size": 2}).json()
+    assert len(first["items"]) == 2 and first["has_more"] is True
+    assert all(i["property_id"] == "JH" and i["channel"] == "email" for i in first["items"])
+    assert first["items"][0]["reporter"]["phone"] == "139****5678"  # no pii scope: masked
+    second = platform.api("GET", "/requests", key="read", params={"property_id": "JH", "channel": "email",
+                                                                  "page_size": 2, "page": 2}).json()
+    assert len(second["items"]) >= 1
+    assert not {i["request_no"] for i in first["items"]} & {i["request_no"] for i in second["items"]}
+    with_pii = platform.api("GET", "/requests", params={"property_id": "JH", "channel": "email"}).json()
+    assert with_pii["items"][0]["reporter"]["phone"] == PHONE
+    bad = platform.api("GET", "/requests", key="read", params={"page_size": 0, "channel": "fax"})
+    assert bad.status_code == 400 and {"page_size", "channel"} <= set(bad.json()["errors"])
