@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 from urllib.parse import urlparse
 
 import psycopg
+from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row, tuple_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
@@ -90,6 +91,9 @@ class UnitOfWork:
         return self._clock()
 
     def __enter__(self) -> UnitOfWork:
+        # A unit of work may be entered again (read, then write): each block starts uncommitted.
+        self.committed = False
+        self._published = 0
         conn: Any = self.pool.getconn()
         conn.row_factory = dict_row
         self.conn = conn
@@ -97,7 +101,9 @@ class UnitOfWork:
 
     def __exit__(self, *exc: object) -> None:
         try:
-            if not self.committed and not self.conn.closed:
+            # Rollback by default: anything not committed when the block ends is undone (also statements
+            # run after a commit, which opened a new transaction).
+            if not self.conn.closed and self.conn.info.transaction_status != TransactionStatus.IDLE:
                 self.conn.rollback()
         finally:
             # Other users of the pool (relay, collectors) read tuples: hand the connection back as found.
