@@ -14,7 +14,7 @@ from typing import Any
 
 from services.common.domain import DomainError, utc
 from services.escalation.domain.calendar import SHANGHAI, WorkingCalendar
-from services.escalation.domain.conditions import ConditionHit, ConditionRule, RequestFacts, evaluate
+from services.escalation.domain.conditions import ConditionHit, ConditionRule, RequestFacts, evaluate, schedule
 from services.escalation.domain.ladder import Ladder, Rung
 
 CLOCKS = (
@@ -253,7 +253,12 @@ class Policy:
 
     def evaluate_conditions(self, facts: RequestFacts, now: datetime,
                             already_fired: tuple[str, ...] | frozenset[str] = ()) -> list[ConditionHit]:
-        return evaluate(self.conditions, self.rung_index, facts, now, already_fired)
+        return evaluate(self.conditions, self.rung_index, facts, now, already_fired, self.time_scale)
+
+    def condition_schedule(self, facts: RequestFacts, now: datetime,
+                           already_fired: tuple[str, ...] | frozenset[str] = ()) -> dict[str, datetime | None]:
+        """When each time-based condition rule must be re-evaluated (None: no re-evaluation pending)."""
+        return schedule(self.conditions, facts, now, already_fired, self.time_scale)
 
     # -- as data -------------------------------------------------------------------------------------------
 

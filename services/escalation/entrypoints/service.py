@@ -88,20 +88,23 @@ class EscalationService:
 
     @configured_timer(interval=0.2)
     def fire_due_timers(self) -> int:
-        """Fire due timers in batches until a batch comes back short (several instances share the work)."""
+        """Fire due timers in batches until a batch comes back short (several instances share the work): the
+        clocks' deadlines, then the requests' timers (time-based condition rules, condition ladder climbs)."""
         limit = int(self.config.get("TIMER_BATCH", 200))
         total = 0
-        while True:
-            try:
-                taken, late = handlers.fire_due(self.uow(), self.rt, limit)
-            except Exception:  # the database restarting must not kill the timer; the next tick retries
-                log.warning("due-timer pass failed; retrying on the next tick", exc_info=True)
-                return total
-            for s in late:
-                sla_metrics.TIMER_LATENESS.observe(max(0.0, s))
-            total += taken
-            if taken < limit:
-                return total
+        for fire in (handlers.fire_due, handlers.fire_due_requests):
+            while True:
+                try:
+                    taken, late = fire(self.uow(), self.rt, limit)
+                except Exception:  # the database restarting must not kill the timer; the next tick retries
+                    log.warning("due-timer pass failed; retrying on the next tick", exc_info=True)
+                    return total
+                for s in late:
+                    sla_metrics.TIMER_LATENESS.observe(max(0.0, s))
+                total += taken
+                if taken < limit:
+                    break
+        return total
 
     # -- API ------------------------------------------------------------------------------------------------------
     @rpc

@@ -5,6 +5,13 @@ the registration), so the events of one request apply one at a time. An event th
 (a clock start, a reclassification) waits for the registration (NotReady, retried); a stop, pause, resume or
 cancel for a clock that has not started yet is kept as a pending fact and applied when the clock starts, and a
 resume that overtook its pause is applied right after the pause. The result is the same whatever the order.
+
+Condition rules are evaluated whenever a request's facts change, and again, by a due row in `request_timers`, at
+the instant a time-based rule would come true (a repair open 7 policy days): `fire_due_requests`, next to the
+clocks' timer pass, locks the due rows and their requests with SKIP LOCKED and re-evaluates with its `now`;
+`condition_fired` keeps a rule to one escalation. A condition escalation whose rule says `climb: true` climbs the
+ladder with the same table (kind 'climb', one pending row per escalation, token = the next rung) until someone
+acknowledges it or it reaches the top.
 """
 from __future__ import annotations
 
@@ -185,6 +192,14 @@ class Changes:
     elapsed: dict[tuple[Any, ...], list[float]] = field(default_factory=lambda: defaultdict(list))
     escalations: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
     fallbacks: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    # (request_no, kind, ref, due_at or None to drop, token): see repo.set_request_timers
+    request_timers: list[tuple[str, str, str, datetime | None, str | None]] = field(default_factory=list)
+
+    def arm_climb(self, run: LadderRun) -> None:
+        """The next rung of a condition run as a due row (or none: acknowledged, at the top, not climbing)."""
+        due = run.next_due()
+        self.request_timers.append((run.request_no, "climb", str(run.escalation_id), due,
+                                    f"rung{run.rung_index + 1}" if due is not None else None))
 
     def touch(self, clock: Clock) -> None:
         self.clocks[clock.clock_id] = clock
@@ -224,6 +239,7 @@ class Changes:
         if timers:
             repo.replace_timers(uow, {cid: c.timers() for cid, c in self.clocks.items()})
         repo.save_escalations(uow, [repo.escalation_row(r) for r in runs])
+        repo.set_request_timers(uow, self.request_timers)
         uow.publish(self.events)
         repo.bump_counters(uow, dict(self.verdicts), dict(self.elapsed), dict(self.escalations),
                            dict(self.fallbacks))
@@ -316,22 +332,31 @@ def _act(uow: UnitOfWork, rt: Runtime, subject_row: dict[str, Any], a: ClockActi
                     break
 
 
-def _evaluate_conditions(uow: UnitOfWork, rt: Runtime, row: dict[str, Any], changes: Changes) -> None:
-    if not row["registered"] or row["category"] == "handover":
-        return
-    policy = rt.policy(uow, row["policy_version"])
-    if not policy.conditions:
-        return
-    now = uow.now()
-    prev = (row["facts"] or {}).get("previous_repair_at")
-    facts = RequestFacts(
+def _request_facts(row: dict[str, Any]) -> RequestFacts:
+    extra = row["facts"] or {}
+    prev = extra.get("previous_repair_at")
+    return RequestFacts(
         request_no=row["request_no"], category=row["category"], registered_at=row["registered_at"],
         subcategory=row["subcategory"], priority=row["priority"], emergency=bool(row["emergency"]),
         resolved=row["resolved_at"] is not None,
         previous_repair_at=datetime.fromisoformat(prev) if prev else None, reopen_count=row["reopen_count"],
         cluster_size=row["cluster_size"], vip=bool(row["vip"]),
-        compensation_demanded=bool(row["compensation_demanded"]))
-    hits = policy.evaluate_conditions(facts, now, frozenset(repo.fired_conditions(uow, row["request_no"])))
+        compensation_demanded=bool(row["compensation_demanded"]), closed=bool(extra.get("closed_at")))
+
+
+def _evaluate_conditions(uow: UnitOfWork, rt: Runtime, row: dict[str, Any], changes: Changes,
+                         now: datetime | None = None) -> None:
+    """Escalate on every rule that holds now and has not fired yet; then keep one due row per time-based rule
+    at the instant it would come true (dropped when it no longer can: resolved, closed, fired)."""
+    if not row["registered"] or row["category"] == "handover":
+        return
+    policy = rt.policy(uow, row["policy_version"])
+    if not policy.conditions:
+        return
+    now = now or uow.now()
+    facts = _request_facts(row)
+    fired = frozenset(repo.fired_conditions(uow, row["request_no"]))
+    hits = policy.evaluate_conditions(facts, now, fired)
     for hit in hits:
         escalation_id = uuid5(NS, f"{row['request_no']}/condition/{hit.rule}")
         run, events = LadderRun.start(escalation_id=escalation_id, request_no=row["request_no"],
@@ -339,8 +364,12 @@ def _evaluate_conditions(uow: UnitOfWork, rt: Runtime, row: dict[str, Any], chan
                                       source="condition", now=now, rule=hit.rule, climb_further=hit.climb)
         repo.record_condition(uow, row["request_no"], hit.rule, escalation_id, now)
         changes.runs.append(run)
+        changes.arm_climb(run)
         for e in events:
             changes.record(e)
+    for rule, due in policy.condition_schedule(facts, now, fired | {h.rule for h in hits}).items():
+        changes.request_timers.append((row["request_no"], "condition", rule, due,
+                                       f"{rule}@{due.isoformat()}" if due is not None else None))
 
 
 def _register(uow: UnitOfWork, rt: Runtime, subject: str, row: dict[str, Any], data: dict[str, Any],
@@ -397,7 +426,7 @@ def handle_event(uow: UnitOfWork, rt: Runtime, env: dict[str, Any]) -> str | Non
         if needs_facts and not row["registered"]:
             raise NotReady(f"{event_type} for {subject} before its registration")
         facts_changed = event_type in ("RequestRegistered", "RequestReclassified", "ResidentRejected",
-                                       "WorkOrderResolved")
+                                       "WorkOrderResolved", "RequestCancelled", "RequestClosed")
         updates: dict[str, Any] = {}
         if event_type == "RequestReclassified":
             updates = {k: data.get(k) for k in ("category", "subcategory", "priority", "emergency")}
@@ -407,6 +436,10 @@ def handle_event(uow: UnitOfWork, rt: Runtime, env: dict[str, Any]) -> str | Non
             updates = {"resolved_at": data["resolved_at"], "department": data["department"]}
         elif event_type == "ResidentRejected":
             updates = {"reopen_count": max(int(row["reopen_count"]), int(data["rejection_count"]))}
+        elif event_type in ("RequestCancelled", "RequestClosed"):
+            # No longer open: a time-based rule over days open stops counting (its due row is dropped).
+            at = data.get("cancelled_at") or data.get("closed_at") or env["occurred_at"]
+            updates = {"facts": {**(row["facts"] or {}), "closed_at": utc(at).isoformat()}}
         if updates:
             repo.update_subject(uow, subject, **updates)
             row = {**row, **updates}
@@ -457,6 +490,52 @@ def fire_due(uow: UnitOfWork, rt: Runtime, limit: int) -> tuple[int, list[float]
     return len(due), late
 
 
+def fire_due_requests(uow: UnitOfWork, rt: Runtime, limit: int) -> tuple[int, list[float]]:
+    """One batch of due request timers (time-based condition rules, condition ladder climbs): lock them and their
+    requests (skipping what another instance or a handler holds), mark them fired, act, commit. Returns (rows
+    taken, lateness of each in seconds); rows whose request was busy are left for the next pass."""
+    with uow:
+        now = uow.now()
+        due = repo.due_request_timers(uow, now, limit)
+        if not due:
+            return 0, []
+        subjects = {r["request_no"]: r
+                    for r in repo.lock_subjects_skip_locked(uow, sorted({d["request_no"] for d in due}))}
+        taken = [d for d in due if d["request_no"] in subjects]
+        fired_at = uow.now()
+        # Marked before acting: re-arming a rule replaces only unfired rows, and the fired row is the record.
+        repo.mark_request_timers_fired(uow, [d["id"] for d in taken], fired_at)
+        changes = Changes()
+        evaluated: set[str] = set()
+        for d in taken:
+            row = subjects[d["request_no"]]
+            if d["kind"] == "condition":
+                if d["request_no"] not in evaluated:  # one evaluation covers every rule of the request
+                    evaluated.add(d["request_no"])
+                    _evaluate_conditions(uow, rt, row, changes, now)
+            elif d["kind"] == "climb":
+                _climb_condition_run(uow, rt, row, d, changes)
+        changes.save(uow)
+        uow.commit()
+    return len(taken), [(fired_at - d["due_at"]).total_seconds() for d in taken]
+
+
+def _climb_condition_run(uow: UnitOfWork, rt: Runtime, subject: dict[str, Any], timer: dict[str, Any],
+                         changes: Changes) -> None:
+    esc = repo.lock_escalation(uow, UUID(timer["ref"]))
+    if esc is None:
+        return
+    run = LadderRun.from_dict(esc["data"], rt.policy(uow, subject["policy_version"]).scaled_ladder)
+    due = run.next_due()
+    if due is None or timer["token"] != f"rung{run.rung_index + 1}":
+        return  # stale: acknowledged, at the top, or this rung was told already
+    # The rung is told as of its due instant, so a late pass does not push every later rung later.
+    for e in run.climb(due):
+        changes.record(e)
+    changes.runs.append(run)
+    changes.arm_climb(run)
+
+
 # -- staff actions ---------------------------------------------------------------------------------------------------
 
 def acknowledge(uow: UnitOfWork, rt: Runtime, escalation_id: UUID, by: str) -> dict[str, Any]:
@@ -481,6 +560,7 @@ def acknowledge(uow: UnitOfWork, rt: Runtime, escalation_id: UUID, by: str) -> d
             for e in run.acknowledge(by, now):
                 changes.record(e)
             changes.runs.append(run)
+            changes.arm_climb(run)  # acknowledged: its pending rung, if any, is dropped
         changes.save(uow)
         uow.commit()
     assert run is not None
