@@ -145,8 +145,11 @@ class _Node:
 class Classifier:
     """Built once from the parsed dictionary; jieba is loaded on the first `classify` call, not before."""
 
-    def __init__(self, dictionary: Mapping[str, Any]):
+    def __init__(self, dictionary: Mapping[str, Any], segmentation_dictionary: str | None = None):
+        """`segmentation_dictionary`: a jieba word-frequency file to segment with instead of jieba's full one
+        (the service passes a bounded one to stay within its memory budget; see adapters/dictionary.py)."""
         self._dictionary = dictionary
+        self._segmentation_dictionary = segmentation_dictionary
         self._terms: list[_Term] = []
         self._rules: list[_Rule] = []
         self._nodes: dict[tuple[str, str | None], _Node] = {}
@@ -234,7 +237,8 @@ class Classifier:
                 import jieba  # deferred: loading its dictionary takes a second and is only needed to classify
 
                 jieba.setLogLevel(logging.WARNING)
-                tokenizer = jieba.Tokenizer()
+                tokenizer = (jieba.Tokenizer(dictionary=self._segmentation_dictionary)
+                             if self._segmentation_dictionary else jieba.Tokenizer())
                 tokenizer.initialize()
                 # Only class terms become jieba words: rule and validity phrases ("水管爆", "怎么回事") would
                 # otherwise swallow the class words they contain; they match as word sequences instead.

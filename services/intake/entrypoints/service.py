@@ -17,7 +17,7 @@ from services.common.config import REPO_ROOT
 from services.common.contract.inbound import load_inbound
 from services.common.nameko_ext import Observability, Store, consume_events, consume_inbound
 from services.intake.adapters import repository as repo
-from services.intake.adapters.dictionary import load_dictionary
+from services.intake.adapters.dictionary import bounded_segmentation_dictionary, load_dictionary
 from services.intake.domain.classification import Classifier
 from services.intake.domain.commands import RegisterRequest
 from services.intake.service_layer import handlers
@@ -28,7 +28,8 @@ class ClassifierProvider(DependencyProvider):
 
     def setup(self) -> None:
         path = self.container.config.get("CLASSIFICATION_DICTIONARY", "services/intake/classification.yml")
-        self.classifier = Classifier(load_dictionary(REPO_ROOT / path))
+        words = int(self.container.config.get("JIEBA_MAX_WORDS", 60000))
+        self.classifier = Classifier(load_dictionary(REPO_ROOT / path), bounded_segmentation_dictionary(words))
         self.classifier.classify("预热")  # load jieba's dictionary now, not on the first resident's request
 
     def get_dependency(self, worker_ctx: Any) -> Classifier:

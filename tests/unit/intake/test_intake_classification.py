@@ -102,9 +102,12 @@ TABLE: list[tuple[str, str, object, str, bool]] = [
 ]
 
 
-@pytest.fixture(scope="module")
-def classifier() -> Classifier:
-    return Classifier(load_dictionary())
+@pytest.fixture(scope="module", params=[0, 60000], ids=["full-jieba-dictionary", "bounded-60000-words"])
+def classifier(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Classifier:
+    """Every case holds with jieba's full dictionary and with the bounded one the service runs with."""
+    from services.intake.adapters.dictionary import bounded_segmentation_dictionary
+    words = bounded_segmentation_dictionary(request.param, tmp_path_factory.mktemp("jieba"))
+    return Classifier(load_dictionary(), words)
 
 
 def test_the_table_is_big_enough_to_mean_something():
