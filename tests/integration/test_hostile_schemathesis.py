@@ -23,6 +23,7 @@ from services.feedback.entrypoints.service import FeedbackService
 from services.gateway.entrypoints.service import GatewayService
 from services.gateway.keys import create_key
 from services.intake.entrypoints.service import IntakeService
+from services.common.config import REPO_ROOT
 from tests.support import amqp_uri, db_url, free_port
 
 ST = shutil.which("st", path=str(Path(sys.executable).parent))
@@ -52,10 +53,6 @@ def gateway(infra: None) -> Iterator[tuple[str, str]]:
 
 
 @pytest.mark.skipif(ST is None, reason="schemathesis is not installed (pip install schemathesis==4.32.5)")
-@pytest.mark.skipif(not os.environ.get("HOSTILE_SCHEMATHESIS"), reason=(
-    "opt-in (HOSTILE_SCHEMATHESIS=1) until its open findings are fixed: 43 in the last run (3 server errors in "
-    "GET /reports/quarterly, 32 schema-valid requests refused because the document does not state the text rule, "
-    "6 undocumented status codes, 2 schema-violating requests accepted); see SECURITY.md"))
 def test_schemathesis_finds_no_failure(gateway: tuple[str, str], tmp_path: Path) -> None:
     base, key = gateway
     result = subprocess.run(
@@ -63,4 +60,13 @@ def test_schemathesis_finds_no_failure(gateway: tuple[str, str], tmp_path: Path)
          "--header", f"X-API-Key: {key}", "--seed", "20261129", "--request-timeout", "20", "--workers", "4",
          "--generation-deterministic", "--report-dir", str(tmp_path), "--no-color"],
         capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stdout[-12000:] + result.stderr[-3000:]
+    out = REPO_ROOT / "tmp" / "schemathesis.txt"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(result.stdout + result.stderr, encoding="utf-8")
+    failures = result.stdout[result.stdout.find("FAILURES"):]
+    summary = result.stdout[result.stdout.rfind("SUMMARY"):]
+    assert "Test cases:" in summary, f"schemathesis did not run to its summary; see {out}"
+    # A failure is a finding about the API (5xx, an answer outside the document, a malformed request accepted,
+    # a well-formed one refused). schemathesis' own runtime errors (hypothesis flakiness inside the tool) are
+    # reported in the output but are not findings about the API.
+    assert "Failures:" not in summary, f"full output in {out}\n" + failures[:12000]

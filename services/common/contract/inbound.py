@@ -55,6 +55,19 @@ class BoundedAwareDateTime(fields.AwareDateTime):
         return parsed
 
 
+class ClampedAwareDateTime(fields.AwareDateTime):
+    """A time filter: any ISO 8601 time with its offset, brought into EARLIEST..LATEST (in UTC). A filter from
+    the year 8698 simply finds nothing; refusing it would refuse a well-formed query."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> datetime:
+        parsed = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            in_utc = parsed.astimezone(UTC)
+        except OverflowError:
+            return LATEST if parsed.year > 2000 else EARLIEST
+        return min(max(in_utc, EARLIEST), LATEST)
+
+
 class Reading(fields.Field):
     """A device's reading: a finite number, a boolean, a short text, or a small list/object of those.
 
@@ -87,6 +100,23 @@ class Reading(fields.Field):
             return {Text(validate=validate.Length(min=1, max=40)).deserialize(k): self._check(v, depth + 1)
                     for k, v in value.items()}
         raise ValidationError(f"must be a number, boolean, text, or a list/object of at most {self.MAX_ITEMS}")
+
+
+class Bool(fields.Boolean):
+    """JSON true or false only: marshmallow's Boolean also takes 0, 1, "yes", "on"..., which the OpenAPI
+    document (type boolean) does not allow, so a client could not know what it sent."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
+        if not isinstance(value, bool):  # 0 == False in Python: a type check, not a set of values
+            raise self.make_error("invalid")
+        return value
+
+
+class QueryBool(fields.Boolean):
+    """A boolean in a query string, where OpenAPI serialises it as the text true or false."""
+
+    truthy = {"true"}
+    falsy = {"false"}
 
 
 def code(max_len: int, **kwargs: Any) -> Text:
@@ -171,9 +201,9 @@ class SubmitRequestSchema(StrictSchema):
     category = fields.String(validate=validate.OneOf(CATEGORIES), load_default=None, allow_none=True)
     subcategory = code(40, load_default=None, allow_none=True)
     priority = fields.String(validate=validate.OneOf(PRIORITIES), load_default=None, allow_none=True)
-    paid_service = fields.Boolean(load_default=False)
-    vip = fields.Boolean(load_default=False)
-    compensation_demanded = fields.Boolean(load_default=False)
+    paid_service = Bool(load_default=False)
+    vip = Bool(load_default=False)
+    compensation_demanded = Bool(load_default=False)
     channel_details = fields.Dict(keys=fields.String(validate=validate.Length(max=40)), load_default=dict)
     reported_at = BoundedAwareDateTime(load_default=None, allow_none=True)
 

@@ -46,6 +46,7 @@ class Route:
     body: type[Schema] | None
     query: type[Schema] | None
     ok_status: int
+    content_types: tuple[str, ...] = ("application/json",)
 
 
 ROUTES: list[Route] = []
@@ -119,9 +120,10 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 def route(method: str, path: str, scope: str | None, *, summary: str, body: type[Schema] | None = None,
-          query: type[Schema] | None = None, ok_status: int = 200) -> Callable[..., Any]:
+          query: type[Schema] | None = None, ok_status: int = 200,
+          content_types: tuple[str, ...] = ("application/json",)) -> Callable[..., Any]:
     def decorate(fn: Callable[..., Any]) -> Any:
-        ROUTES.append(Route(method, path, scope, fn.__name__, summary, body, query, ok_status))
+        ROUTES.append(Route(method, path, scope, fn.__name__, summary, body, query, ok_status, content_types))
 
         @functools.wraps(fn)
         def wrapper(self: Any, request: Request, **path_values: Any) -> Response:

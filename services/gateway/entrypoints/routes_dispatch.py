@@ -12,7 +12,7 @@ from marshmallow import fields, validate
 from werkzeug.wrappers import Request
 
 from services.common.contract.dispatch import DEPARTMENTS, PAUSE_REASONS
-from services.common.contract.inbound import StrictSchema, Text, code
+from services.common.contract.inbound import Bool, QueryBool, StrictSchema, Text, code
 from services.gateway.entrypoints.http_api import ApiBase, jsonable, route, validated
 
 CONSENT_METHODS = ["signature", "phone", "app", "in_person"]
@@ -91,19 +91,19 @@ class DispatchTechnicianBody(StrictSchema):
     display_name = Text(load_default=None, validate=validate.Length(max=60))
     skills = fields.List(code(40), load_default=list, validate=validate.Length(max=30))
     zones = fields.List(code(40), load_default=list, validate=validate.Length(max=50))
-    absent = fields.Boolean(load_default=False)
+    absent = Bool(load_default=False)
 
 
 class DispatchAbsentBody(StrictSchema):
-    absent = fields.Boolean(required=True)
+    absent = Bool(required=True)
 
 
 class DispatchShiftEntry(StrictSchema):
     technician_id = code(40, required=True)
     shift = code(20, required=True)
     date = fields.Date(load_default=None)  # none: a standing entry (every day)
-    lead = fields.Boolean(load_default=False)
-    remove = fields.Boolean(load_default=False)
+    lead = Bool(load_default=False)
+    remove = Bool(load_default=False)
 
 
 class DispatchShiftsBody(StrictSchema):
@@ -126,7 +126,7 @@ class DispatchTechnicianQuery(StrictSchema):
 
 
 class DispatchHandoverQuery(DispatchTechnicianQuery):
-    unacknowledged = fields.Boolean(load_default=False)
+    unacknowledged = QueryBool(load_default=False)
 
 
 class DispatchDailyCheckQuery(StrictSchema):

@@ -10,13 +10,14 @@ from marshmallow import fields, validate
 from werkzeug.wrappers import Request, Response
 
 from services.common.contract.feedback import REVIEWER_ROLES, SATISFACTION_LEVELS, SURVEY_SERVICES, VISIT_METHODS
-from services.common.contract.inbound import StrictSchema, Text, code
+from services.common.contract.inbound import Bool, StrictSchema, Text, code
 from services.gateway.entrypoints.http_api import ApiBase, jsonable, route, validated
 
 # Years 2000-2099: a report outside them has no data and year 0 is no date at all.
 PERIOD = r"^20\d{2}-(0[1-9]|1[0-2])$"
 QUARTER = r"^20\d{2}-Q[1-4]$"
 FORMATS = ["json", "csv", "html"]
+REPORT_TYPES = ("application/json", "text/csv", "text/html")
 
 
 class UnreachableBody(StrictSchema):
@@ -30,10 +31,10 @@ class CompleteVisitBody(StrictSchema):
     visited_by = code(40, required=True)
     level = fields.String(required=True, validate=validate.OneOf(SATISFACTION_LEVELS))
     score = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=5))
-    fee_checked = fields.Boolean(required=True)
-    resident_signed = fields.Boolean(load_default=None, allow_none=True)
+    fee_checked = Bool(required=True)
+    resident_signed = Bool(load_default=None, allow_none=True)
     comments = Text(load_default="", validate=validate.Length(max=4000))
-    problem_found = fields.Boolean(load_default=False)
+    problem_found = Bool(load_default=False)
     problem_description = Text(load_default="", validate=validate.Length(max=4000))
 
 
@@ -47,8 +48,8 @@ class DraftLetterBody(StrictSchema):
     values = fields.Dict(keys=fields.String(validate=validate.Length(min=1, max=60)),
                          values=Text(validate=validate.Length(max=4000)), load_default=dict)
     department = code(40, required=True)
-    concerns_property = fields.Boolean(load_default=True)
-    legal = fields.Boolean(load_default=False)
+    concerns_property = Bool(load_default=True)
+    legal = Bool(load_default=False)
     by = code(40, required=True)
 
 
@@ -79,7 +80,7 @@ class SendLetterBody(StrictSchema):
 
 class ConfirmLetterBody(StrictSchema):
     by = code(40, required=True)
-    received = fields.Boolean(load_default=True)
+    received = Bool(load_default=True)
     notes = Text(load_default="", validate=validate.Length(max=4000))
 
 
@@ -280,12 +281,12 @@ class FeedbackRoutes(ApiBase):
         return self.call("feedback", "survey_step", survey_id, "action", jsonable(validated(SurveyActionBody, body)))
 
     # -- statistics
-    @route("GET", "/reports/monthly", "read", query=MonthlyQuery,
+    @route("GET", "/reports/monthly", "read", query=MonthlyQuery, content_types=REPORT_TYPES,
            summary="The monthly service report as JSON, CSV (text/csv) or a self-contained HTML page")
     def report_monthly(self, request: Request, key: Any, query: dict[str, Any]) -> Any:
         return _document(*self.call("feedback", "monthly_report", jsonable(query)))
 
-    @route("GET", "/reports/quarterly", "read", query=QuarterlyQuery,
+    @route("GET", "/reports/quarterly", "read", query=QuarterlyQuery, content_types=REPORT_TYPES,
            summary="The quarter's recurring problems, ranked, as JSON, CSV or HTML")
     def report_quarterly(self, request: Request, key: Any, query: dict[str, Any]) -> Any:
         return _document(*self.call("feedback", "quarterly_report", jsonable(query)))

@@ -9,7 +9,7 @@ from typing import Any
 from marshmallow import fields, validate
 from werkzeug.wrappers import Request
 
-from services.common.contract.inbound import PHONE, StrictSchema, Text, code
+from services.common.contract.inbound import Bool, PHONE, StrictSchema, Text, code
 from services.common.contract.intake import (
     ACK_METHODS,
     CATEGORIES,
@@ -36,7 +36,7 @@ class IntakeReclassifyBody(StrictSchema):
     category = fields.String(required=True, validate=validate.OneOf(CATEGORIES))
     subcategory = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(SUBCATEGORIES))
     priority = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(PRIORITIES))
-    emergency = fields.Boolean(load_default=None, allow_none=True)
+    emergency = Bool(load_default=None, allow_none=True)
     validity = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(VALIDITIES))
     reason = _reason(required=True)
     by = code(64, required=True)
@@ -94,7 +94,7 @@ class IntakeLetterBody(StrictSchema):
 
 
 class IntakeDecideBody(StrictSchema):
-    track = fields.Boolean(required=True)
+    track = Bool(required=True)
     reason = _reason(required=True)
     by = code(64, required=True)
     subcategory = fields.String(load_default=None, allow_none=True,

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from marshmallow import fields, validate
 
-from services.common.contract.inbound import StrictSchema, Text, code
+from services.common.contract.inbound import ClampedAwareDateTime, StrictSchema, Text, code
 from services.common.contract.intake import CATEGORIES, CHANNELS
 
 
@@ -12,8 +12,8 @@ class ListQuery(StrictSchema):
     channel = fields.String(validate=validate.OneOf(CHANNELS), load_default=None)
     category = fields.String(validate=validate.OneOf(CATEGORIES), load_default=None)
     status = code(30, load_default=None)
-    registered_from = fields.AwareDateTime(load_default=None, data_key="from")
-    registered_to = fields.AwareDateTime(load_default=None, data_key="to")
+    registered_from = ClampedAwareDateTime(load_default=None, data_key="from")
+    registered_to = ClampedAwareDateTime(load_default=None, data_key="to")
     page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=100000))
     page_size = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
 
