@@ -98,26 +98,67 @@ class Platform:
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.extra: dict[str, subprocess.Popen[bytes]] = {}
         self.lock = threading.Lock()
+        self.killing: set[str] = set()
+        self.crashes: list[dict[str, Any]] = []
+        self.t0 = time.monotonic()
+        self.halt = threading.Event()
 
     def start(self, names: list[str] | None = None) -> None:
         started = runner.start(names=names, env=dict(CHAOS_ENV), log_dir=self.log_dir,
                                per_process_env=self.per_process)
         with self.lock:
             self.procs.update(started)
+            self.killing.difference_update(started)
 
     def kill(self, name: str) -> None:
         with self.lock:
+            self.killing.add(name)
             p = self.procs[name]
         p.send_signal(signal.SIGKILL)
         p.wait()
+
+    def supervise(self) -> None:
+        """Restart a process that exited on its own, as compose does (`restart: unless-stopped`), and record it:
+        a service that exits because of a fault is a finding, even when the restart hides the damage."""
+        def loop() -> None:
+            while not self.halt.wait(0.5):
+                with self.lock:
+                    dead = [(n, p.returncode) for n, p in self.procs.items()
+                            if n not in self.killing and p.poll() is not None]
+                    dead += [(f"x-{n}", p.returncode) for n, p in self.extra.items()
+                             if f"x-{n}" not in self.killing and p.poll() is not None]
+                for name, rc in dead:
+                    at = round(time.monotonic() - self.t0, 2)
+                    self.crashes.append({"service": name, "exit_code": rc, "at_s": at})
+                    print(f"[{at:7.1f}s] {name} exited on its own ({rc}); restarting", flush=True)
+                    with self.lock:
+                        # The fault injector may have killed and restarted it meanwhile: never start a second copy.
+                        if name in self.killing:
+                            continue
+                        self.killing.add(name)
+                    if name.startswith("x-"):
+                        self.start_extra_escalation(name[2:])
+                    else:
+                        self.start([name])
+        threading.Thread(target=loop, daemon=True, name="supervisor").start()
 
     def start_extra_escalation(self, label: str) -> None:
         # METRICS_PORT 0: no metrics endpoint (the run owns five ports); the instance is otherwise the same command.
         procs = runner.start(names=["escalation"], env=dict(CHAOS_ENV), log_dir=self.log_dir / label,
                              per_process_env={"escalation": {"METRICS_PORT": "0"}})
-        self.extra[label] = procs["escalation"]
+        with self.lock:
+            self.extra[label] = procs["escalation"]
+            self.killing.discard(f"x-{label}")
+
+    def kill_extra(self, label: str) -> None:
+        with self.lock:
+            self.killing.add(f"x-{label}")
+            p = self.extra[label]
+        p.send_signal(signal.SIGKILL)
+        p.wait()
 
     def stop(self) -> None:
+        self.halt.set()
         runner.stop({**self.procs, **{f"x-{k}": v for k, v in self.extra.items()}})
 
     def wait_ready(self, timeout: float = 180) -> None:
@@ -258,13 +299,21 @@ def inject(faults: list[Fault], platform: Platform, proxies: dict[str, TcpProxy]
 
 
 # --------------------------------------------------------------------------------------------------- checks
+def one(conn: Any, sql: str, params: Any = None) -> Any:
+    row = conn.execute(sql, params).fetchone()
+    assert row is not None
+    return row[0]
+
+
 def drained(conn: Any, expected: int) -> tuple[bool, dict[str, Any]]:
     state: dict[str, Any] = {}
     for hop, sql in Monitor.COUNTS.items():
         state[hop] = int(conn.execute(sql).fetchone()[0])
     state["outbox"] = int(conn.execute(f"SELECT sum(n) FROM ({Monitor.OUTBOX}) x(s, n)").fetchone()[0])
     qs = infra.queues()
-    state["queued"] = sum(q["messages"] for name, q in qs.items() if not name.endswith(".dlq"))
+    # Work queues only: a reply queue left by a killed gateway holds answers nobody waits for (it expires), and the
+    # dead-letter queues are checked separately.
+    state["queued"] = sum(q["messages"] for name, q in qs.items() if name.endswith((".events", ".inbound")))
     ok = state["outbox"] == 0 and state["queued"] == 0 and all(state[h] >= expected for h in HOPS)
     return ok, state
 
@@ -315,10 +364,10 @@ def check_hops(items: list[Item]) -> dict[str, Any]:
                 hit = found.get((src[i.via], i.key))
                 if hit:
                     copy.write_row((hit[1],))
-        n_acc = int(conn.execute("SELECT count(*) FROM chaos_accepted").fetchone()[0])
+        n_acc = int(one(conn, "SELECT count(*) FROM chaos_accepted"))
 
         def q(sql: str) -> int:
-            return int(conn.execute(sql).fetchone()[0])
+            return int(one(conn, sql))
 
         out["intake"] = {
             "hop": "client (HTTP + inbound exchange) -> intake.requests",
@@ -348,7 +397,7 @@ def check_hops(items: list[Item]) -> dict[str, Any]:
             + sum(max(0, n_acc - int(n)) for _, n in kinds),
             "duplicated": q("SELECT count(*) FROM (SELECT request_no, kind FROM escalation.clocks JOIN chaos_accepted "
                             "USING (request_no) GROUP BY 1, 2 HAVING count(*) > 1) x")
-            + q("SELECT count(*) FROM (SELECT request_no, data->>'kind' FROM escalation.timeline JOIN chaos_accepted "
+            + q("SELECT count(*) FROM (SELECT request_no, data->>'clock' FROM escalation.timeline JOIN chaos_accepted "
                 "USING (request_no) WHERE event_type = 'ClockStarted' GROUP BY 1, 2 HAVING count(*) > 1) x"),
         }
         out["feedback"] = {
@@ -358,7 +407,7 @@ def check_hops(items: list[Item]) -> dict[str, Any]:
             "duplicated": 0,  # request_no is feedback.requests' primary key: a second row cannot exist
         }
         outbox = {s: int(n) for s, n in conn.execute(Monitor.OUTBOX).fetchall()}
-        inbox = {s: int(conn.execute(f"SELECT count(*) FROM {s}.inbox").fetchone()[0]) for s in HOPS}
+        inbox = {s: int(one(conn, f"SELECT count(*) FROM {s}.inbox")) for s in HOPS}
     dlq = {n: q["messages"] for n, q in infra.queues().items() if n.endswith(".dlq") and q["messages"]}
     explained = []
     for i in present_never:
@@ -370,26 +419,42 @@ def check_hops(items: list[Item]) -> dict[str, Any]:
             "never_accepted_finals": [i.final for i in never][:20]}
 
 
+_DIGITS = re.compile(r"\d{11,}")
+_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})")
+
+
+def _pii_in(line: str, names: set[str], phones: set[str], found_names: set[str], found_phones: set[str]) -> None:
+    # JSON logs may escape non-ASCII (\uXXXX): search the unescaped text as well as the raw one.
+    texts = [line, _ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), line)] if "\\u" in line else [line]
+    for text in texts:
+        for m in _DIGITS.finditer(text):
+            d = m.group(0)
+            found_phones.update(d[k:k + 11] for k in range(len(d) - 10) if d[k:k + 11] in phones)
+        for k in range(len(text) - 2):
+            if text[k] >= "\u4e00" and text[k:k + 3] in names:
+                found_names.add(text[k:k + 3])
+
+
 def grep_pii(items: list[Item], log_dir: Path) -> dict[str, Any]:
     names = {i.name for i in items}
     phones = {i.phone for i in items}
+    # Positive control: the matcher finds a planted name and number, raw and JSON-escaped, or the grep proves nothing.
+    probe_n: set[str] = set()
+    probe_p: set[str] = set()
+    for planted in (f"x {items[0].name} +86{items[0].phone} y", json.dumps({"m": f"{items[1].name} {items[1].phone}"})):
+        _pii_in(planted, names, phones, probe_n, probe_p)
+    control_ok = probe_n == {items[0].name, items[1].name} and probe_p == {items[0].phone, items[1].phone}
     found_names: set[str] = set()
     found_phones: set[str] = set()
     lines = 0
     files = sorted(log_dir.rglob("*.log"))
-    digits = re.compile(r"\d{11,}")
     for f in files:
         with open(f, encoding="utf-8", errors="replace") as fh:
             for line in fh:
                 lines += 1
-                for m in digits.finditer(line):
-                    s = m.group(0)
-                    found_phones.update(s[k:k + 11] for k in range(len(s) - 10) if s[k:k + 11] in phones)
-                # Phones are also searched as "+86..." and with separators removed; names as every 3-character window.
-                for k in range(len(line) - 2):
-                    if line[k] >= "\u4e00" and line[k:k + 3] in names:
-                        found_names.add(line[k:k + 3])
+                _pii_in(line, names, phones, found_names, found_phones)
     return {"files": len(files), "lines": lines, "names_searched": len(names), "phones_searched": len(phones),
+            "control_found_planted": control_ok,
             "names_found": sorted(found_names)[:20], "phones_found": sorted(found_phones)[:20],
             "found": len(found_names) + len(found_phones)}
 
@@ -430,6 +495,7 @@ def main(argv: list[str] | None = None) -> int:
         platform = Platform(log_dir, per_process)
         platform.start()
         platform.wait_ready()
+        platform.supervise()
         report["startup_s"] = round(time.monotonic() - t_start, 1)
         print(f"platform ready in {report['startup_s']}s; logs in {log_dir}", flush=True)
 
@@ -439,6 +505,7 @@ def main(argv: list[str] | None = None) -> int:
         load = Load(items, mode.rate, f"http://127.0.0.1:{infra.HTTP_PORT}", api_key, infra.amqp_uri(),
                     retry_deadline_s=120 if mode.quick else 300)
         t0 = time.monotonic()
+        platform.t0 = t0
         monitor = Monitor(t0)
         monitor.start()
         load.start()
@@ -467,6 +534,7 @@ def main(argv: list[str] | None = None) -> int:
                      "accepted_after_retry": sum(1 for i in items if i.accepted and i.attempts > 1),
                      "answers": _answer_counts(items)},
             "faults": [asdict(f) for f in faults], "drain": drain, **checks,
+            "samples": monitor.samples,
             "largest_backlog": {"queue_messages": monitor.max_queue, "outbox_rows": monitor.max_outbox},
         })
         for hop, h in checks["hops"].items():
@@ -488,11 +556,12 @@ def main(argv: list[str] | None = None) -> int:
             if not t.get("exactly_once") or (t.get("max_lateness_s") or 99) > 5.0:
                 failures.append(f"timers: exactly_once={t.get('exactly_once')}, "
                                 f"max_lateness_s={t.get('max_lateness_s')}")
+        report["crashes"] = platform.crashes
         platform.stop()
         platform = None
         report["pii"] = grep_pii(items, log_dir)
-        if report["pii"]["found"]:
-            failures.append(f"PII in logs: {report['pii']['found']}")
+        if report["pii"]["found"] or not report["pii"]["control_found_planted"]:
+            failures.append(f"PII in logs: {report['pii']['found']} (control {report['pii']['control_found_planted']})")
     except Exception as exc:
         failures.append(f"run aborted: {type(exc).__name__}: {exc}")
         traceback.print_exc()
@@ -546,7 +615,8 @@ def _summary(r: dict[str, Any]) -> dict[str, Any]:
     return {"passed": r.get("passed"), "failures": r.get("failures"), "mode": r.get("mode"),
             "hops": {h: {"lost": v["lost"], "duplicated": v["duplicated"]} for h, v in r.get("hops", {}).items()},
             "timers": {k: v for k, v in (r.get("timers") or {}).items() if k != "faults"},
-            "pii_found": (r.get("pii") or {}).get("found"), "duration_s": r.get("duration_s")}
+            "crashes": r.get("crashes"), "pii_found": (r.get("pii") or {}).get("found"),
+            "duration_s": r.get("duration_s")}
 
 
 if __name__ == "__main__":
