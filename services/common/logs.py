@@ -65,9 +65,22 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
+class _ExpectedWorkerErrors(logging.Filter):
+    """nameko logs an entrypoint's expected exceptions with a traceback at WARNING; the consumer that
+    expects them logs the outcome itself (retry, dead letter), so nameko's line is kept at DEBUG, short."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str) and record.msg.startswith("(expected)"):
+            record.exc_info = None
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger().isEnabledFor(logging.DEBUG)
+        return True
+
+
 def setup_logging(service: str, level: str = "INFO") -> None:
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(JsonFormatter(service))
+    handler.addFilter(_ExpectedWorkerErrors())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -22,6 +22,7 @@ from kombu import Connection
 from kombu.messaging import Consumer as KombuConsumer
 from marshmallow import ValidationError
 from nameko.amqp.publish import Publisher
+from nameko.exceptions import ContainerBeingKilled
 from nameko.extensions import DependencyProvider, SharedExtension
 from nameko.messaging import Consumer, QueueConsumer
 from nameko.rpc import Rpc
@@ -253,6 +254,9 @@ class ReliableConsumer(Consumer):
     def __init__(self, queue: Any, loader: Callable[[Any], dict[str, Any]], **kwargs: Any) -> None:
         self.loader = loader
         self._attempts: dict[Any, int] = {}
+        # Outcomes this entrypoint handles itself (retry, dead-letter): nameko logs them as "(expected)",
+        # which logs.setup_logging keeps to one DEBUG line instead of an ERROR with a traceback per retry.
+        kwargs.setdefault("expected_exceptions", (NotReady, DomainError, ValidationError, *RETRYABLE))
         super().__init__(queue, requeue_on_error=False, **kwargs)
 
     def setup(self) -> None:
@@ -297,16 +301,26 @@ class ReliableConsumer(Consumer):
         self.queue_consumer.ack_message(message)
 
     def on_decode_error(self, message: Any, exc: Exception) -> None:
-        self.dead_letter(message, "undecodable", {"_body": [f"{type(exc).__name__}: {exc}"[:500]]})
+        try:
+            self.dead_letter(message, "undecodable", {"_body": [f"{type(exc).__name__}: {exc}"[:500]]})
+        except Exception as err:
+            log.warning("could not dead-letter an undecodable message (%s); it will be redelivered",
+                        type(err).__name__)
 
     # -- handling
     def handle_message(self, body: Any, message: Any) -> None:
         try:
-            loaded = self.loader(body)
-        except ValidationError as exc:
-            self.dead_letter(message, "invalid", exc.messages)
-            return
-        self._spawn(loaded, message)
+            try:
+                loaded = self.loader(body)
+            except ValidationError as exc:
+                self.dead_letter(message, "invalid", exc.messages)
+                return
+            self._spawn(loaded, message)
+        except ContainerBeingKilled:
+            pass  # not acked: the broker gives the message to the next consumer
+        except Exception as exc:  # the broker connection broke under us: it will redeliver
+            log.warning("could not take a message from %s (%s); the broker will redeliver it",
+                        self.queue.name, type(exc).__name__)
 
     def _spawn(self, loaded: dict[str, Any], message: Any) -> None:
         context_data = self.unpack_message_headers(message)
@@ -319,6 +333,18 @@ class ReliableConsumer(Consumer):
         self.container.spawn_worker(self, (loaded,), {}, context_data=context_data, handle_result=handle_result)
 
     def _on_result(self, message: Any, loaded: dict[str, Any], started: float, result: Any, exc_info: Any) -> Any:
+        # An exception here would kill the container (nameko treats it as the entrypoint failing). Settling a
+        # message on a connection the broker just dropped (restart, network cut) raises: the broker redelivers
+        # the unacked message to the next connection and the inbox makes the second run harmless.
+        try:
+            return self._settle_result(message, loaded, started, result, exc_info)
+        except Exception as exc:
+            log.warning("could not settle a message from %s (%s); the broker will redeliver it",
+                        self.queue.name, type(exc).__name__)
+            return result, exc_info
+
+    def _settle_result(self, message: Any, loaded: dict[str, Any], started: float, result: Any,
+                       exc_info: Any) -> Any:
         # Inbound requests are one kind of message: their channel would be an unbounded label in practice.
         event_type = str(loaded.get("event_type") or "inbound")
         metrics.HANDLER_SECONDS.labels(self.service, self.queue.name).observe(time.perf_counter() - started)
@@ -364,7 +390,10 @@ class ReliableConsumer(Consumer):
 
     def _retry_later(self, loaded: dict[str, Any], message: Any, attempt: int) -> None:
         eventlet.sleep(min(0.05 * 2 ** min(attempt, 7), 5.0))
-        self._spawn(loaded, message)
+        try:
+            self._spawn(loaded, message)
+        except ContainerBeingKilled:
+            pass  # stopping: the unacked message goes back to the broker
 
 
 def consume_events(loader: Callable[[Any], dict[str, Any]] | None = None) -> Any:

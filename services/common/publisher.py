@@ -50,6 +50,7 @@ class ConfirmingPublisher:
         self._nacked: set[int] = set()
         self._returned: set[str] = set()
         self._pending: set[int] = set()
+        self._first_tag = 1
 
     def _ensure(self) -> Any:
         if self._channel is not None and self._conn is not None and self._conn.connected:
@@ -72,8 +73,10 @@ class ConfirmingPublisher:
         self._settle(self._nacked, delivery_tag, multiple)
 
     def _settle(self, into: set[int], tag: int, multiple: bool) -> None:
+        # A "multiple" ack may arrive while the batch is still being sent, before `_pending` is known: it
+        # covers every tag of this batch up to `tag`, counted from the batch's first tag.
         if multiple:
-            into.update(t for t in self._pending if t <= tag)
+            into.update(range(self._first_tag, tag + 1))
         else:
             into.add(tag)
 
@@ -83,6 +86,7 @@ class ConfirmingPublisher:
     def publish_batch(self, batch: Sequence[Outgoing]) -> Outcome:
         channel = self._ensure()
         self._acked, self._nacked, self._returned = set(), set(), set()
+        self._first_tag = self._next_tag
         tags: list[int] = []
         try:
             for item in batch:

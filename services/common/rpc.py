@@ -11,6 +11,7 @@ from typing import Any
 from collections.abc import Callable
 
 from marshmallow import ValidationError
+from nameko.rpc import Rpc as NamekoRpc
 
 from services.common.domain import DomainError, InvalidTransition, NotFound
 
@@ -53,3 +54,25 @@ def answer(fn: Callable[..., Any]) -> Callable[..., Any]:
         return ok(result)
 
     return wrapper
+
+
+class Rpc(NamekoRpc):
+    """nameko's RPC entrypoint, except that a reply which cannot be sent (the broker restarting, the
+    connection cut) is logged instead of killing the service. The request is still acked when possible so
+    it does not run twice; the caller times out and answers 503, and a client retries with its
+    Idempotency-Key."""
+
+    def handle_result(self, message: Any, worker_ctx: Any, result: Any, exc_info: Any) -> Any:
+        try:
+            return super().handle_result(message, worker_ctx, result, exc_info)
+        except Exception as exc:
+            log.warning("could not reply to %s (%s); the caller will retry", worker_ctx.entrypoint.method_name,
+                        type(exc).__name__)
+            try:
+                self.rpc_consumer.queue_consumer.ack_message(message)
+            except Exception:  # the connection is gone: the broker redelivers, the handlers are idempotent
+                pass
+            return result, exc_info
+
+
+rpc = Rpc.decorator

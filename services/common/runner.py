@@ -99,12 +99,21 @@ def main() -> None:
 
     signal.signal(signal.SIGINT, shutdown)
     signal.signal(signal.SIGTERM, shutdown)
+    # A process that exits is started again, as compose's `restart: unless-stopped` does, with a growing
+    # pause while it keeps failing; one broker blip must not take the whole platform down.
+    backoff = {name: 1.0 for name in procs}
+    started_at = {name: time.monotonic() for name in procs}
     while True:
-        for name, p in procs.items():
-            if p.poll() is not None:
-                print(f"{name} exited with {p.returncode}; stopping the platform", flush=True)
-                stop(procs)
-                sys.exit(1)
+        for name, p in list(procs.items()):
+            if p.poll() is None:
+                if time.monotonic() - started_at[name] > 60:
+                    backoff[name] = 1.0
+                continue
+            print(f"{name} exited with {p.returncode}; restarting in {backoff[name]:.0f}s", flush=True)
+            time.sleep(backoff[name])
+            backoff[name] = min(backoff[name] * 2, 30.0)
+            procs[name] = start([name])[name]
+            started_at[name] = time.monotonic()
         time.sleep(0.5)
 
 

@@ -49,6 +49,11 @@ def recomputed_verdicts() -> Counter[tuple[str, str, str, str]]:
     with admin_conn() as conn:
         registered = {no: (d["channel"], d["property_id"]) for no, d in conn.execute(
             "SELECT request_no, data FROM intake.timeline WHERE event_type = 'RequestRegistered'").fetchall()}
+        # Shift handovers are clocked too; their subject is the handover, known to escalation from dispatch's
+        # ShiftHandoverPublished, not a request intake registered.
+        registered.update({no: (ch, prop) for no, ch, prop in conn.execute(
+            "SELECT request_no, channel, property_id FROM escalation.requests WHERE category = 'handover'"
+        ).fetchall()})
         rows = conn.execute(
             "SELECT event_type, data FROM escalation.timeline WHERE event_type IN ('ClockMet', 'ClockBreached')"
         ).fetchall()
@@ -61,8 +66,7 @@ def recomputed_verdicts() -> Counter[tuple[str, str, str, str]]:
     out: Counter[tuple[str, str, str, str]] = Counter()
     for clock, outcome, request_no in verdict.values():
         channel, prop = registered.get(request_no, ("", ""))
-        if not prop:
-            continue  # handover clocks: not a resident's request
+        assert prop, f"a verdict for {request_no}, which no service registered"
         out[(clock, outcome, channel, prop)] += 1
     return out
 

@@ -132,10 +132,11 @@ def test_a_key_over_its_rate_limit_gets_429_with_retry_after(infra: None) -> Non
     container.start()
     try:
         key = create_key("test-rate", ["read"], db_url("gateway"))[1]
-        answers = [requests.get(f"http://127.0.0.1:{port}/requests/LY-20261129-999999", timeout=10,
+        # An invalid query is refused (400) right after the rate check, with no RPC: five calls back to back.
+        answers = [requests.get(f"http://127.0.0.1:{port}/requests", params={"page_size": 0}, timeout=10,
                                 headers={"X-API-Key": key}) for _ in range(5)]
         codes = [a.status_code for a in answers]
-        assert codes.count(429) == 2, codes
+        assert codes == [400, 400, 400, 429, 429], codes
         assert int(answers[-1].headers["Retry-After"]) >= 1
     finally:
         container.stop()

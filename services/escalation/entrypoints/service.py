@@ -11,7 +11,7 @@ from uuid import UUID
 import yaml
 from nameko.dependency_providers import Config
 from nameko.extensions import DependencyProvider
-from nameko.rpc import rpc
+from services.common.rpc import rpc
 from nameko.timer import Timer
 
 from services.common import rpc as answers

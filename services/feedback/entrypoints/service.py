@@ -15,7 +15,7 @@ from psycopg.rows import tuple_row
 from marshmallow import ValidationError
 from nameko.dependency_providers import Config
 from nameko.extensions import DependencyProvider
-from nameko.rpc import rpc
+from services.common.rpc import rpc
 from nameko.timer import Timer
 from prometheus_client import REGISTRY
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily

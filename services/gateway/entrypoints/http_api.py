@@ -6,9 +6,15 @@ both generated from that one table.
 """
 from __future__ import annotations
 
+import services.common  # noqa: F401  (sets PSYCOPG_WAIT_FUNC before psycopg is imported)
+
 import functools
 
+import amqp.exceptions
 import eventlet
+import kombu.exceptions
+import psycopg
+import psycopg_pool
 import json
 import logging
 import math
@@ -30,6 +36,10 @@ from services.gateway.adapters import keys as key_repo
 from services.gateway.domain import keys
 
 log = logging.getLogger(__name__)
+
+OUTAGES: tuple[type[BaseException], ...] = (psycopg.OperationalError, psycopg_pool.PoolTimeout,
+                                           kombu.exceptions.OperationalError, amqp.exceptions.ConnectionError,
+                                           ConnectionError, TimeoutError)
 
 HTTP_REQUESTS = Counter("http_requests", "HTTP requests answered", ["route", "method", "status"])
 HTTP_SECONDS = Histogram("http_request_duration_seconds", "HTTP request latency", ["route", "method"],
@@ -137,6 +147,12 @@ def route(method: str, path: str, scope: str | None, *, summary: str, body: type
             except HttpError as exc:
                 status = exc.status
                 return error_response(exc.status, exc.errors, exc.code, exc.headers)
+            except OUTAGES as exc:
+                # The database restarting or the broker unreachable: nothing was accepted; try again shortly.
+                status = 503
+                log.warning("%s %s: %s during an outage", method, path, type(exc).__name__)
+                return error_response(503, {"_": ["temporarily unavailable; retry with the same Idempotency-Key"]},
+                                      "unavailable", {"Retry-After": "5"})
             except Exception:
                 log.exception("unhandled error on %s %s", method, path)
                 return error_response(500, {"_": ["internal error"]}, "internal")

@@ -9,7 +9,7 @@ from typing import Any
 from marshmallow import ValidationError
 from nameko.dependency_providers import Config
 from nameko.extensions import DependencyProvider
-from nameko.rpc import rpc
+from services.common.rpc import rpc
 
 from services.common import rpc as answers
 from services.common import timeline
