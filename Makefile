@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PSYCOPG_WAIT_FUNC := wait_select
 
-.PHONY: run test test-unit test-integration test-e2e lint up down bench bench-quick chaos migrate key install clean
+.PHONY: run test test-unit test-integration test-e2e lint up down bench bench-quick chaos chaos-quick backup restore migrate key install clean
 
 $(STAMP): requirements.lock pyproject.toml
 	@command -v $(PY) >/dev/null || { echo "needs $(PY)"; exit 1; }
@@ -56,8 +56,21 @@ bench: $(STAMP)
 bench-quick: $(STAMP)
 	$(BIN)/python -m bench.run --quick
 
+## make chaos: faults injected while 10,000 requests arrive (restarts the local Postgres and RabbitMQ); see docs/resilience.md.
 chaos: $(STAMP)
 	$(BIN)/python -m tests.chaos.run
+
+chaos-quick: $(STAMP)
+	$(BIN)/python -m tests.chaos.run --quick
+
+## make backup [BACKUP_FILE=...]: a consistent dump of the platform database while traffic flows.
+backup: $(STAMP)
+	mkdir -p tmp/backups
+	$(BIN)/python -m services.common.backup dump --database $${PROPSVC_DB:-propsvc} --out $${BACKUP_FILE:-tmp/backups/propsvc-$$(date -u +%Y%m%dT%H%M%SZ).dump}
+
+## make restore BACKUP_FILE=... RESTORE_DB=...: restore into a fresh database and verify it.
+restore: $(STAMP)
+	$(BIN)/python -m services.common.backup restore --file $(BACKUP_FILE) --database $(RESTORE_DB)
 
 clean:
 	rm -rf $(VENV)
