@@ -5,11 +5,15 @@ per-field errors as data keeps the gateway's 4xx answers exact (which field, whi
 """
 from __future__ import annotations
 
+import services.common  # noqa: F401  (sets PSYCOPG_WAIT_FUNC before psycopg is imported)
+
 import functools
 import logging
 from typing import Any
 from collections.abc import Callable
 
+import psycopg
+import psycopg_pool
 from marshmallow import ValidationError
 from nameko.rpc import Rpc as NamekoRpc
 
@@ -49,6 +53,11 @@ def answer(fn: Callable[..., Any]) -> Callable[..., Any]:
             return error(409, {exc.field or "state": [exc.message], "current_state": [exc.current_state]}, exc.code)
         except DomainError as exc:
             return error(422, domain_errors(exc), exc.code)
+        except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as exc:
+            # The database is restarting or unreachable: nothing was committed; the caller may retry.
+            log.warning("%s: database unavailable (%s)", fn.__name__, type(exc).__name__)
+            return error(503, {"_": ["database temporarily unavailable; retry with the same Idempotency-Key"]},
+                         "unavailable")
         if isinstance(result, dict) and "status" in result and ("data" in result or "errors" in result):
             return result
         return ok(result)

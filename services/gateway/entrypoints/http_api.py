@@ -208,7 +208,9 @@ class ApiBase:
     def call(self, service: str, method: str, *args: Any, **kwargs: Any) -> tuple[int, Any]:
         result = self._rpc(service, method, *args, **kwargs)
         if result.get("errors") is not None:
-            raise HttpError(int(result["status"]), result["errors"], result.get("code", "refused"))
+            status = int(result["status"])
+            raise HttpError(status, result["errors"], result.get("code", "refused"),
+                            {"Retry-After": "5"} if status == 503 else None)
         return int(result.get("status", 200)), result["data"]
 
     def _authenticate(self, request: Request) -> keys.ApiKey:
