@@ -2,6 +2,7 @@
 them), against the test database and vhost, on test ports. One platform per test session."""
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from dataclasses import dataclass, field
@@ -22,7 +23,16 @@ HTTP_PORT = int(os.environ.get("E2E_HTTP_PORT", "18000"))
 METRICS_BASE = int(os.environ.get("E2E_METRICS_BASE", "19100"))
 METRICS_PORTS = {"gateway": METRICS_BASE, "intake": METRICS_BASE + 1, "dispatch": METRICS_BASE + 2,
                  "escalation": METRICS_BASE + 3, "feedback": METRICS_BASE + 4}
-LOG_DIR = REPO_ROOT / "tmp" / "e2e-logs" / os.environ.get("PROPSVC_DB", "propsvc_test")
+# The platform keeps running until the session ends, while the integration tests run in the same session:
+# it gets its own database and vhost, or its services would consume the integration tests' messages.
+E2E_DB = f"{os.environ['PROPSVC_TEST_DB']}_e2e"
+E2E_VHOST = f"{os.environ['PROPSVC_TEST_VHOST']}_e2e"
+E2E_TEST_ENV = {
+    "PROPSVC_DB": E2E_DB,
+    "PROPSVC_TEST_VHOST": E2E_VHOST,
+    "AMQP_URI": f"pyamqp://guest:guest@127.0.0.1:5672/{E2E_VHOST}",
+}
+LOG_DIR = REPO_ROOT / "tmp" / "e2e-logs" / E2E_DB
 # Targets in seconds so warnings, breaches and ladder rungs happen within a test, on real processes.
 E2E_ENV = {
     "ESCALATION_POLICY": str(REPO_ROOT / "tests" / "e2e" / "policy_seconds.yml"),
@@ -30,6 +40,28 @@ E2E_ENV = {
     "TIMER_INTERVAL": "0.2",
     "LOG_LEVEL": "INFO",
 }
+
+
+@contextlib.contextmanager
+def e2e_environment() -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in E2E_TEST_ENV}
+    os.environ.update(E2E_TEST_ENV)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@pytest.fixture(autouse=True)
+def _e2e_targets() -> Iterator[None]:
+    """tests.support's helpers (scalar, publish_inbound, get_messages...) read these: point them at the
+    end-to-end platform's database and vhost for the duration of each end-to-end test."""
+    with e2e_environment():
+        yield
 
 
 @dataclass
@@ -99,21 +131,28 @@ def platform(request: pytest.FixtureRequest) -> Iterator[Platform]:
     if request.config.getoption("--compose"):
         yield from _compose_platform(request)
         return
-    reset_vhost()
-    bootstrap(os.environ["PROPSVC_DB"], drop=True)
-    topology.declare(amqp_uri())
-    keys = {
-        "all": create_key("e2e-desk", ["submit", "read", "staff", "pii", "admin"], db_url("gateway"))[1],
-        "submit": create_key("e2e-submitter", ["submit"], db_url("gateway"))[1],
-        "read": create_key("e2e-reader", ["read"], db_url("gateway"))[1],
-        "staff": create_key("e2e-staff", ["read", "staff"], db_url("gateway"))[1],
-    }
-    LOG_DIR.mkdir(parents=True, exist_ok=True)
-    for old in LOG_DIR.glob("*.log"):
-        old.unlink()
-    per_process = {name: {"METRICS_PORT": str(port)} for name, port in METRICS_PORTS.items()}
-    per_process["gateway"]["HTTP_ADDRESS"] = f"127.0.0.1:{HTTP_PORT}"
-    procs = runner.start(env=E2E_ENV, log_dir=LOG_DIR, per_process_env=per_process)
+    yield from _local_platform()
+
+
+def _local_platform() -> Iterator[Platform]:
+    # The e2e database and vhost are set only while starting: across the yield the environment is the
+    # session's again (the autouse fixture points each e2e test at them).
+    with e2e_environment():
+        reset_vhost()
+        bootstrap(os.environ["PROPSVC_DB"], drop=True)
+        topology.declare(amqp_uri())
+        keys = {
+            "all": create_key("e2e-desk", ["submit", "read", "staff", "pii", "admin"], db_url("gateway"))[1],
+            "submit": create_key("e2e-submitter", ["submit"], db_url("gateway"))[1],
+            "read": create_key("e2e-reader", ["read"], db_url("gateway"))[1],
+            "staff": create_key("e2e-staff", ["read", "staff"], db_url("gateway"))[1],
+        }
+        LOG_DIR.mkdir(parents=True, exist_ok=True)
+        for old in LOG_DIR.glob("*.log"):
+            old.unlink()
+        per_process = {name: {"METRICS_PORT": str(port)} for name, port in METRICS_PORTS.items()}
+        per_process["gateway"]["HTTP_ADDRESS"] = f"127.0.0.1:{HTTP_PORT}"
+        procs = runner.start(env={**E2E_ENV, **E2E_TEST_ENV}, log_dir=LOG_DIR, per_process_env=per_process)
     base_url = f"http://127.0.0.1:{HTTP_PORT}"
     try:
         _wait_ready(base_url, procs, keys["all"])

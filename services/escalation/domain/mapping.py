@@ -44,7 +44,8 @@ S, T, P, R, RT, C = Verb.START, Verb.STOP, Verb.PAUSE, Verb.RESUME, Verb.RETARGE
 
 # Reconciled with the producers' contracts (services/common/contract/intake.py, dispatch.py, feedback.py).
 # Rows whose event type nobody publishes yet (kept so that the producer only has to publish it):
-# SupervisorCalledIn / SupervisorAnswered, RequestMarkedComplex / PlanGiven, ComplaintReplied, FirstResponseGiven.
+# SupervisorCalledIn / SupervisorAnswered, RequestMarkedComplex / PlanGiven, FirstResponseGiven; ComplaintReplied
+# (a complaint's reply clock also stops when its investigation work order is resolved or a reply letter is sent).
 # The on-site clock runs from the assignment; an appointment pauses the work order (reason appointment_booked),
 # which pauses the clock, so the appointment time is covered by the pause.
 _REQUEST_CLOCKS = ("acknowledge", "first_response", "supervisor_answer", "on_site", "resolution", "plan",
@@ -71,9 +72,12 @@ CLOCK_TABLE: dict[str, tuple[Row, ...]] = {
     "TechnicianArrived": (_r(T, "on_site", "arrived_at"),),
     "WorkOrderPaused": (_r(P, "on_site", "paused_at"), _r(P, "resolution", "paused_at")),
     "WorkOrderResumed": (_r(R, "on_site", "resumed_at"), _r(R, "resolution", "resumed_at")),
+    # A complaint's work order is the responsible department's investigation: resolving it is the reply
+    # given to the resident (so is a formal reply letter sent, whichever comes first).
     "WorkOrderResolved": (
         _r(T, "resolution", "resolved_at"),
         _r(S, "return_visit", "resolved_at"),
+        _r(T, "complaint_reply", "resolved_at"),
     ),
     "ReturnVisitDone": (_r(T, "return_visit", "done_at"),),
     "FollowUpRaised": (_r(S, "revisit_fix", "raised_at"),),
@@ -82,7 +86,7 @@ CLOCK_TABLE: dict[str, tuple[Row, ...]] = {
     "RequestMarkedComplex": (_r(S, "plan", "marked_at"),),
     "PlanGiven": (_r(T, "plan", "given_at"),),
     "ComplaintReplied": (_r(T, "complaint_reply", "replied_at"),),
-    "ReplyLetterSent": (_r(S, "letter_confirmation", "sent_at"),),
+    "ReplyLetterSent": (_r(S, "letter_confirmation", "sent_at"), _r(T, "complaint_reply", "sent_at")),
     "ReplyLetterConfirmed": (_r(T, "letter_confirmation", "confirmed_at"),),
     "ShiftHandoverPublished": (_r(S, "handover", "published_at", subject="handover_id"),),
     "ShiftHandoverAcknowledged": (_r(T, "handover", "acknowledged_at", subject="handover_id"),),

@@ -118,7 +118,16 @@ def test_only_a_follow_up_work_order_stops_the_revisit_fix_clock():
 
 def test_resolution_stops_resolution_and_starts_the_return_visit():
     actions = actions_for("WorkOrderResolved", {"request_no": "LY-1", "resolved_at": AT}, NOW)
-    assert [(a.verb, a.clock) for a in actions] == [(Verb.STOP, "resolution"), (Verb.START, "return_visit")]
+    assert [(a.verb, a.clock) for a in actions] == [(Verb.STOP, "resolution"), (Verb.START, "return_visit"),
+                                                    (Verb.STOP, "complaint_reply")]
+
+
+def test_a_complaint_is_replied_when_its_investigation_is_resolved_or_a_reply_letter_is_sent():
+    resolved = actions_for("WorkOrderResolved", {"request_no": "LY-1", "resolved_at": AT}, NOW)
+    assert (Verb.STOP, "complaint_reply", T0) in [(a.verb, a.clock, a.at) for a in resolved]
+    sent = actions_for("ReplyLetterSent", {"request_no": "LY-1", "sent_at": AT}, NOW)
+    assert [(a.verb, a.clock, a.at) for a in sent] == [(Verb.START, "letter_confirmation", T0),
+                                                       (Verb.STOP, "complaint_reply", T0)]
 
 
 def test_handover_clocks_belong_to_the_handover_and_reclassification_touches_every_clock():
