@@ -8,8 +8,9 @@ from nameko.containers import ServiceContainer
 
 from services.common import topology
 from services.common.bootstrap import bootstrap
-from tests.support import amqp_uri, db_url, reset_vhost
+from tests.support import amqp_uri, db_url, rabbit_api, reset_vhost, vhost
 import os
+import urllib.parse
 
 
 @pytest.fixture(scope="session")
@@ -26,6 +27,10 @@ def run_service(infra: None) -> Iterator[Callable[..., ServiceContainer]]:
     containers: list[ServiceContainer] = []
 
     def start(cls: type, **config: Any) -> ServiceContainer:
+        # Every test starts its service on an empty queue: events earlier tests published to it (the queue is
+        # bound whether or not its consumer runs) would otherwise be worked through first.
+        for queue in (f"{cls.name}.events", f"{cls.name}.inbound"):
+            rabbit_api("DELETE", f"/queues/{vhost()}/{urllib.parse.quote(queue, safe='')}/contents")
         cfg = {"AMQP_URI": amqp_uri(), "DATABASE_URL": db_url(cls.name), "max_workers": 10, "METRICS_PORT": 0,
                "LOG_LEVEL": "WARNING", **config}
         container = ServiceContainer(cls, cfg)
