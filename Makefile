@@ -21,8 +21,11 @@ run: $(STAMP)
 	$(BIN)/python -m services.common.runner
 
 ## make test: the whole suite (unit, integration, end-to-end) against the local Postgres and RabbitMQ.
+# The hostile corpus runs in a pytest process of its own: after ~350 other tests in the same process its
+# in-process gateway stopped answering within 30 s (unexplained; it passes alone and after the chaos run).
 test: $(STAMP)
-	$(BIN)/python -m pytest tests -q
+	$(BIN)/python -m pytest tests -q --ignore=tests/integration/test_hostile_corpus.py
+	$(BIN)/python -m pytest tests/integration/test_hostile_corpus.py -q
 
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit -q
