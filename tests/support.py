@@ -7,6 +7,7 @@ import socket
 import time
 import urllib.parse
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 from collections.abc import Callable, Iterator
 
@@ -104,3 +105,43 @@ def scalar(role: str, sql: str, params: Any = None) -> Any:
     with db(role) as conn:
         row = conn.execute(sql, params).fetchone()
         return row[0] if row else None
+
+
+def bulk_insert_breach_timers(conn: psycopg.Connection[Any], policy: Any, n: int, first_due: datetime,
+                              window: float) -> str:
+    """COPY n running first-response clocks into escalation's tables whose breach timers fall due evenly over
+    `window` seconds from `first_due`, with the tokens the service computes; returns their request_no prefix."""
+    import json
+    import uuid
+    from datetime import timedelta
+
+    from services.escalation.adapters import repository as repo
+    from services.escalation.domain.calendar import WorkingCalendar
+    from services.escalation.domain.clock import start_clock
+    from services.escalation.domain.policy import ClockFacts
+
+    prefix = f"T{uuid.uuid4().hex[:6].upper()}"
+    facts = ClockFacts(category="repair", priority="normal", channel="phone", property_id="LY")
+    target = policy.resolve("first_response", facts, first_due, WorkingCalendar())
+    assert target is not None
+    clock_rows, timer_rows = [], []
+    for i in range(n):
+        due = first_due + timedelta(seconds=window * i / n)
+        clock = start_clock(clock_id=uuid.uuid4(), request_no=f"{prefix}-{i:05d}", kind="first_response",
+                            policy=policy, facts=facts, started_at=due - timedelta(seconds=target.target_seconds),
+                            calendar=WorkingCalendar())
+        assert clock is not None
+        clock.warned_at = clock.started_at  # only the breach timer is stored: it is the one under test
+        row = repo.clock_row(clock, None)
+        row["data"] = json.dumps(clock.to_dict())
+        clock_rows.append(tuple(row[c] for c in repo.CLOCK_COLUMNS))
+        breach = next(t for t in clock.timers() if t.kind == "breach")
+        timer_rows.append((clock.clock_id, breach.kind, breach.due_at, breach.token))
+    with conn.cursor() as cur:
+        with cur.copy(f"COPY clocks ({', '.join(repo.CLOCK_COLUMNS)}) FROM STDIN") as copy:
+            for r in clock_rows:
+                copy.write_row(r)
+        with cur.copy("COPY deadlines (clock_id, kind, due_at, token) FROM STDIN") as copy:
+            for r in timer_rows:
+                copy.write_row(r)
+    return prefix

@@ -18,11 +18,9 @@ import psycopg
 import yaml
 
 from services.common.config import REPO_ROOT
-from services.escalation.adapters import repository as repo
-from services.escalation.domain.calendar import WorkingCalendar
-from services.escalation.domain.clock import start_clock
-from services.escalation.domain.policy import ClockFacts, Policy
+from services.escalation.domain.policy import Policy
 from tests.chaos import infra
+from tests.support import bulk_insert_breach_timers
 
 
 def _conn() -> psycopg.Connection[Any]:
@@ -42,32 +40,6 @@ def _policy(conn: psycopg.Connection[Any]) -> Policy:
     return policy
 
 
-def _insert(conn: psycopg.Connection[Any], policy: Policy, n: int, first_due: datetime, window: float) -> str:
-    prefix = f"T{uuid.uuid4().hex[:6].upper()}"
-    facts = ClockFacts(category="repair", priority="normal", channel="phone", property_id="LY")
-    target = policy.resolve("first_response", facts, first_due, WorkingCalendar())
-    assert target is not None
-    clock_rows, timer_rows = [], []
-    for i in range(n):
-        due = first_due + timedelta(seconds=window * i / n)
-        clock = start_clock(clock_id=uuid.uuid4(), request_no=f"{prefix}-{i:05d}", kind="first_response",
-                            policy=policy, facts=facts, started_at=due - timedelta(seconds=target.target_seconds),
-                            calendar=WorkingCalendar())
-        assert clock is not None
-        clock.warned_at = clock.started_at  # only the breach timer is stored: it is the one under test
-        row = repo.clock_row(clock, None)
-        row["data"] = json.dumps(clock.to_dict())
-        clock_rows.append(tuple(row[c] for c in repo.CLOCK_COLUMNS))
-        breach = next(t for t in clock.timers() if t.kind == "breach")
-        timer_rows.append((clock.clock_id, breach.kind, breach.due_at, breach.token))
-    with conn.cursor() as cur:
-        with cur.copy(f"COPY clocks ({', '.join(repo.CLOCK_COLUMNS)}) FROM STDIN") as copy:
-            for r in clock_rows:
-                copy.write_row(r)
-        with cur.copy("COPY deadlines (clock_id, kind, due_at, token) FROM STDIN") as copy:
-            for r in timer_rows:
-                copy.write_row(r)
-    return prefix
 
 
 def _consumers() -> int:
@@ -91,7 +63,7 @@ def run(platform: Any, n: int, window: float, *, server_faults: bool, rng: rando
         lead = 3.0 + n / 4000  # the COPY must finish before the first deadline falls due
         first_due = datetime.now(UTC) + timedelta(seconds=lead)
         t_insert = time.monotonic()
-        prefix = _insert(conn, policy, n, first_due, window)
+        prefix = bulk_insert_breach_timers(conn, policy, n, first_due, window)
         out["insert_s"] = round(time.monotonic() - t_insert, 2)
     out["prefix"] = prefix
     first_epoch = first_due.timestamp()

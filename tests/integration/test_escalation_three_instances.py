@@ -13,12 +13,9 @@ import psycopg
 import yaml
 
 from services.common.config import REPO_ROOT
-from services.escalation.domain.calendar import WorkingCalendar
-from services.escalation.domain.clock import start_clock
-from services.escalation.domain.policy import ClockFacts, Policy
-from services.escalation.adapters import repository as repo
+from services.escalation.domain.policy import Policy
 from services.escalation.entrypoints.service import EscalationService
-from tests.support import db, wait_for
+from tests.support import bulk_insert_breach_timers, db, wait_for
 
 N = 10_000
 SPREAD = 15.0  # seconds over which the deadlines fall due: ~670 a second, all on this one process
@@ -42,32 +39,6 @@ def _policy(conn: psycopg.Connection[Any]) -> Policy:
     return policy
 
 
-def _insert_clocks(conn: psycopg.Connection[Any], policy: Policy, first_due: datetime, spread: float) -> str:
-    prefix = f"T{uuid.uuid4().hex[:6].upper()}"
-    facts = ClockFacts(category="repair", priority="normal", channel="phone", property_id="LY")
-    target = policy.resolve("first_response", facts, first_due, WorkingCalendar())
-    assert target is not None
-    clock_rows, timer_rows = [], []
-    for i in range(N):
-        due = first_due + timedelta(seconds=spread * i / N)
-        clock = start_clock(clock_id=uuid.uuid4(), request_no=f"{prefix}-{i:05d}", kind="first_response",
-                            policy=policy, facts=facts, started_at=due - timedelta(seconds=target.target_seconds),
-                            calendar=WorkingCalendar())
-        assert clock is not None
-        clock.warned_at = clock.started_at  # only the breach timer is stored: it is the one under test
-        row = repo.clock_row(clock, None)
-        row["data"] = json.dumps(clock.to_dict())
-        clock_rows.append(tuple(row[c] for c in repo.CLOCK_COLUMNS))
-        breach = next(t for t in clock.timers() if t.kind == "breach")
-        timer_rows.append((clock.clock_id, breach.kind, breach.due_at, breach.token))
-    with conn.cursor() as cur:
-        with cur.copy(f"COPY clocks ({', '.join(repo.CLOCK_COLUMNS)}) FROM STDIN") as copy:
-            for r in clock_rows:
-                copy.write_row(r)
-        with cur.copy("COPY deadlines (clock_id, kind, due_at, token) FROM STDIN") as copy:
-            for r in timer_rows:
-                copy.write_row(r)
-    return prefix
 
 
 def test_three_instances_fire_ten_thousand_deadlines_exactly_once_and_on_time(run_service: Any) -> None:
@@ -78,7 +49,7 @@ def test_three_instances_fire_ten_thousand_deadlines_exactly_once_and_on_time(ru
         policy = _policy(conn)
         prepared = time.monotonic()
         first_due = datetime.now(UTC) + timedelta(seconds=5)
-        prefix = _insert_clocks(conn, policy, first_due, spread=SPREAD)
+        prefix = bulk_insert_breach_timers(conn, policy, N, first_due, SPREAD)
         assert time.monotonic() - prepared < 5, "the clocks must be in before the first one falls due"
         plan = "\n".join(r[0] for r in conn.execute(
             "EXPLAIN SELECT id, clock_id, kind, token, due_at FROM deadlines WHERE fired_at IS NULL "

@@ -6,7 +6,6 @@ answer not matching the document, any crash is a failure. schemathesis runs as i
 """
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
