@@ -179,3 +179,102 @@ def test_conditions_escalate_once_with_their_reason(esc: Any) -> None:
         "escalation", "SELECT count(*) FROM inbox") and len(types(no)) > 0, what="reclassification handled")
     hits = [d for t, d in timeline(no) if t == "RequestEscalated" and d["source"] == "condition"]
     assert len(hits) == 1 and hits[0]["rung"] == "manager" and hits[0]["rule"] == "emergency_medical"
+
+
+# --- intake's staff actions: the clocks nobody could start or stop before intake published these events ------------
+
+@pytest.fixture
+def esc_default(run_service: Any) -> Any:
+    """Escalation under the company's own policy (services/escalation/policy.yml, time_scale 1): real targets, so the
+    deadlines are checked as the standards write them. Nothing here waits for one."""
+    return run_service(EscalationService, ESCALATION_POLICY=str(REPO_ROOT / "services" / "escalation" / "policy.yml"),
+                       TIMER_INTERVAL=0.05, DB_POOL_SIZE=4)
+
+
+def _from_intake(request: Any) -> list[dict[str, Any]]:
+    """The envelopes intake's unit of work would put in its outbox for the aggregate's events (same contract
+    schemas, same producer check), taken off the aggregate; those no service subscribes to are left out (the helper
+    publishes with `mandatory`)."""
+    from services.common import topology
+    from services.common.db import envelope as intake_envelope
+    out = [intake_envelope(e, "intake", now=now()) for e in request.events
+           if topology.subscribed("intake", e.event_type)]
+    request.events.clear()
+    return out
+
+
+def _intake_request(no: str, at: datetime, category: str = "repair", subcategory: str = "plumbing") -> Any:
+    from services.intake.domain.classification import Classification
+    from services.intake.domain.model import Reporter, Request
+    return Request.register(
+        request_no=no, property_id="LY", channel="phone", description="外墙渗水，卧室墙面发霉",
+        reporter=Reporter.create("resident", "王小明", "13812341234"),
+        classification=Classification(category, subcategory, "normal", False, 1.0,
+                                      validity="valid" if category == "complaint" else None),
+        registered_by="agent-007", now=at, building="3", unit="3-1502")
+
+
+def test_a_supervisor_called_in_and_a_complex_problem_start_their_clocks_and_the_answers_meet_them(
+        esc_default: Any) -> None:
+    """解决不了的应向部门主管汇报后在10分钟内给予回复; 复杂问题需在48小时内给出解决方案."""
+    no, t0 = new_request_no(), now()
+    req = _intake_request(no, t0)
+    called_at, marked_at = t0 + timedelta(seconds=1), t0 + timedelta(seconds=2)
+    req.call_in_supervisor(supervisor="cs-supervisor-01", reason="住户要求说明维修基金用法", by="agent-007",
+                           now=called_at)
+    req.mark_complex(reason="需搭架勘查后定方案", by="agent-007", now=marked_at)
+    publish(*_from_intake(req))
+    c = wait_for(lambda: (lambda c: c if {"supervisor_answer", "plan"} <= set(c) else None)(clocks(no)),
+                 what="supervisor_answer and plan clocks")
+    supervisor, plan = c["supervisor_answer"], c["plan"]
+    assert (supervisor["state"], supervisor["started_at"], supervisor["target_seconds"]) == (
+        "running", called_at, 600)
+    assert supervisor["deadline"] == called_at + timedelta(minutes=10)
+    assert (plan["state"], plan["started_at"], plan["target_seconds"]) == ("running", marked_at, 48 * 3600)
+    assert plan["deadline"] == marked_at + timedelta(hours=48)
+
+    answered_at, given_at = called_at + timedelta(minutes=4), marked_at + timedelta(hours=20)
+    req.record_supervisor_answer(answer="需业委会签字，已告知办理流程", by="cs-supervisor-01", now=answered_at)
+    req.give_plan(plan="周三搭架勘查，周五前完成外墙防水修补", by="eng-supervisor-02", now=given_at)
+    publish(*_from_intake(req))
+    wait_for(lambda: all(clocks(no)[k]["state"] == "met" for k in ("supervisor_answer", "plan")),
+             what="both clocks met")
+    c = clocks(no)
+    assert (c["supervisor_answer"]["met_at"], c["supervisor_answer"]["elapsed_seconds"]) == (answered_at, 240)
+    assert (c["plan"]["met_at"], c["plan"]["elapsed_seconds"]) == (given_at, 20 * 3600)
+    met = {d["clock"]: d for t, d in timeline(no) if t == "ClockMet"}
+    assert met["supervisor_answer"]["on_time"] is True and met["plan"]["on_time"] is True
+    # Only these two: the staff actions touch no other clock.
+    assert c["first_response"]["state"] == "running" and c["resolution"]["state"] == "running"
+
+
+def test_a_first_response_and_a_complaint_reply_from_intake_stop_their_clocks(esc_default: Any) -> None:
+    no, t0 = new_request_no(), now()
+    req = _intake_request(no, t0, category="complaint", subcategory="service_quality")
+    publish(*_from_intake(req))
+    wait_for(lambda: {"first_response", "complaint_reply"} <= set(clocks(no)), what="registration clocks")
+    responded_at, replied_at = t0 + timedelta(minutes=12), t0 + timedelta(days=1)
+    req.give_first_response(response="已记录，保洁主管今天联系您", by="agent-007", now=responded_at)
+    req.reply_to_complaint(reply="已约谈保洁班长，加强楼道每日清扫", by="cs-assistant-02", now=replied_at)
+    publish(*_from_intake(req))
+    wait_for(lambda: all(clocks(no)[k]["state"] == "met" for k in ("first_response", "complaint_reply")),
+             what="first response and complaint reply met")
+    c = clocks(no)
+    assert c["first_response"]["met_at"] == responded_at and c["first_response"]["elapsed_seconds"] == 12 * 60
+    assert c["complaint_reply"]["started_at"] == t0 and c["complaint_reply"]["met_at"] == replied_at
+    assert "supervisor_answer" not in c and "plan" not in c
+
+
+def test_a_supervisors_answer_that_overtakes_the_call_still_meets_the_clock(esc_default: Any) -> None:
+    """The answer's event delivered before the call's (a redelivery, another relay batch): kept as a pending fact
+    and applied when the call starts the clock."""
+    no, t0 = new_request_no(), now()
+    req = _intake_request(no, t0)
+    publish(*_from_intake(req))
+    called_at = t0 + timedelta(seconds=1)
+    req.call_in_supervisor(supervisor="cs-supervisor-01", reason="住户要求主管答复", by="agent-007", now=called_at)
+    call = _from_intake(req)
+    req.record_supervisor_answer(answer="已电话答复", by="cs-supervisor-01", now=called_at + timedelta(minutes=3))
+    publish(*_from_intake(req), *call)
+    wait_for(lambda: clocks(no).get("supervisor_answer", {}).get("state") == "met", what="supervisor clock met")
+    assert clocks(no)["supervisor_answer"]["met_at"] == called_at + timedelta(minutes=3)

@@ -163,3 +163,141 @@ def _timeline(no: str) -> list[tuple[str]]:
     from tests.support import db
     with db("intake") as conn:
         return conn.execute("SELECT event_type FROM timeline WHERE request_no = %s ORDER BY at, id", (no,)).fetchall()
+
+
+# --- staff actions whose events start or stop escalation's clocks ---------------------------------------------------
+
+def _events(no: str) -> list[tuple[str, dict[str, Any]]]:
+    from tests.support import db
+    with db("intake") as conn:
+        rows = conn.execute("SELECT event_type, data FROM timeline WHERE request_no = %s ORDER BY at, id",
+                            (no,)).fetchall()
+    return [(r[0], r[1]) for r in rows]
+
+
+def _on_escalations_queue(no: str, seen: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Envelopes of `no` read off escalation's queue (consumed; nothing consumes it during these tests)."""
+    import json
+
+    from tests.support import get_messages
+    for m in get_messages("escalation.events", count=200):
+        body = json.loads(m["payload"])
+        if body.get("request_no") == no:
+            seen[body["event_type"]] = body
+    return seen
+
+
+def test_a_supervisor_called_in_and_answering_is_on_the_timeline_and_reaches_escalation(rpc: Any) -> None:
+    from tests.support import rabbit_api, vhost, wait_for
+    rabbit_api("DELETE", f"/queues/{vhost()}/escalation.events/contents")
+    no = submit(rpc, description="请问维修基金怎么申请使用？", category="consultation", unit=unique_unit(),
+                building=None)["request_no"]
+    called = rpc.call_in_supervisor(no, {"supervisor": "cs-supervisor-01",
+                                         "reason": "王小明来电13812341234，需主管答复", "by": "agent-007"})
+    assert called["status"] == 200, called
+    assert called["data"]["supervisor_pending"] == "cs-supervisor-01" and called["data"]["owner_agent"] == "agent-007"
+    assert called["data"]["events"] == ["SupervisorCalledIn"] and called["data"]["status"] == "registered"
+    # A second supervisor while the first has not answered: a conflict naming the one waited for.
+    second = rpc.call_in_supervisor(no, {"supervisor": "cs-supervisor-02", "reason": "再找一位", "by": "agent-007"})
+    assert second["status"] == 409 and "cs-supervisor-01" in second["errors"]["supervisor"][0], second
+    answered = rpc.supervisor_answer(no, {"answer": "需业委会签字，已告知办理流程", "by": "cs-supervisor-01"})
+    assert answered["status"] == 200 and answered["data"]["supervisor_pending"] is None, answered
+    again = rpc.supervisor_answer(no, {"answer": "再答一次", "by": "cs-supervisor-01"})
+    assert again["status"] == 409 and "supervisor" in again["errors"], again
+
+    got = rpc.get_request(no)["data"]
+    call = got["supervisor_calls"][0]
+    assert (call["supervisor"], call["by"], call["answered_by"]) == ("cs-supervisor-01", "agent-007",
+                                                                     "cs-supervisor-01")
+    assert call["answer"] == "需业委会签字，已告知办理流程" and call["answered_at"] > call["called_at"]
+    events = dict(_events(no))
+    assert [t for t, _ in _events(no)][-2:] == ["SupervisorCalledIn", "SupervisorAnswered"]
+    assert events["SupervisorAnswered"]["called_at"] == events["SupervisorCalledIn"]["called_at"]
+    # The reason typed by the agent reaches other systems without the resident's name or number.
+    assert events["SupervisorCalledIn"]["reason"] == "王**来电138****1234，需主管答复"
+    # Published, and bound to escalation's queue (the topology is built from the subscriptions).
+    seen: dict[str, dict[str, Any]] = {}
+    wait_for(lambda: {"SupervisorCalledIn", "SupervisorAnswered"} <= set(_on_escalations_queue(no, seen)),
+             what="both events on escalation.events")
+    assert seen["SupervisorCalledIn"]["producer"] == "intake"
+    for body in seen.values():
+        assert "13812341234" not in str(body) and "王小明" not in str(body)
+
+
+def test_a_complex_request_gets_its_plan_once_and_a_first_response(rpc: Any) -> None:
+    no = submit(rpc, description="外墙渗水，卧室墙面发霉", unit=unique_unit(), building=None)["request_no"]
+    refused = rpc.give_plan(no, {"plan": "先换阀门", "by": "agent-007"})
+    assert refused["status"] == 409 and refused["code"] == "not_complex", refused
+    assert refused["errors"]["current_state"] == ["registered"]
+    responded = rpc.first_response(no, {"response": "已联系工程部，今天下午上门查看", "by": "agent-007"})
+    assert responded["status"] == 200 and responded["data"]["first_response_given"] is True, responded
+    assert rpc.first_response(no, {"response": "again", "by": "agent-007"})["status"] == 409
+    marked = rpc.mark_complex(no, {"reason": "需搭架勘查后定方案", "by": "agent-007"})
+    assert marked["status"] == 200 and marked["data"]["complex"] is True, marked
+    assert rpc.mark_complex(no, {"reason": "再标一次", "by": "agent-007"})["status"] == 409
+    plan = rpc.give_plan(no, {"plan": "周三搭架勘查，周五前完成外墙防水修补", "by": "eng-supervisor-02"})
+    assert plan["status"] == 200 and plan["data"]["plan_given"] is True, plan
+    assert rpc.give_plan(no, {"plan": "改方案", "by": "eng-supervisor-02"})["status"] == 409
+    got = rpc.get_request(no)["data"]
+    assert got["marked_complex"]["text"] == "需搭架勘查后定方案" and got["plan"]["by"] == "eng-supervisor-02"
+    assert got["first_response"]["text"].startswith("已联系工程部")
+    events = _events(no)
+    assert [t for t, _ in events][-3:] == ["FirstResponseGiven", "RequestMarkedComplex", "PlanGiven"]
+    data = dict(events)
+    assert data["PlanGiven"]["marked_at"] == data["RequestMarkedComplex"]["marked_at"]
+
+
+def test_only_a_complaint_gets_a_complaint_reply(rpc: Any) -> None:
+    repair = submit(rpc, unit=unique_unit(), building=None)["request_no"]
+    refused = rpc.reply_to_complaint(repair, {"reply": "已整改", "by": "cs-assistant-02"})
+    assert refused["status"] == 409 and refused["code"] == "not_complaint", refused
+    assert "only a complaint" in refused["errors"]["category"][0] and "repair" in refused["errors"]["category"][0]
+    complaint = submit(rpc, description="保洁人员态度恶劣，楼道垃圾三天没清", category="complaint",
+                       subcategory="service_quality", unit=unique_unit(), building=None)["request_no"]
+    replied = rpc.reply_to_complaint(complaint, {"reply": "已约谈保洁班长，加强楼道每日清扫", "by": "cs-assistant-02"})
+    assert replied["status"] == 200 and replied["data"]["complaint_replied"] is True, replied
+    assert rpc.reply_to_complaint(complaint, {"reply": "再答复", "by": "cs-assistant-02"})["status"] == 409
+    assert [t for t, _ in _events(complaint)][-1] == "ComplaintReplied"
+    assert rpc.get_request(complaint)["data"]["complaint_reply"]["by"] == "cs-assistant-02"
+
+
+@pytest.mark.parametrize("method,body,field", [
+    ("call_in_supervisor", {"supervisor": "", "reason": "需主管答复", "by": "agent-007"}, "supervisor"),
+    ("call_in_supervisor", {"supervisor": "agent-007", "reason": "需主管答复", "by": "agent-007"}, "supervisor"),
+    ("supervisor_answer", {"answer": "", "by": "cs-supervisor-01"}, "answer"),
+    ("mark_complex", {"reason": "x", "by": "agent-007"}, "reason"),
+    ("give_plan", {"plan": "周五前修补", "by": "not an id"}, "by"),
+    ("first_response", {"response": None, "by": "agent-007"}, "response"),
+    ("reply_to_complaint", {"reply": "已整改\x00", "by": "agent-007"}, "reply"),
+])
+def test_a_bad_staff_action_is_refused_naming_the_field_and_records_nothing(rpc: Any, method: str,
+                                                                            body: dict[str, Any],
+                                                                            field: str) -> None:
+    no = submit(rpc, unit=unique_unit(), building=None)["request_no"]
+    before = _events(no)
+    answer = getattr(rpc, method)(no, body)
+    assert answer["status"] == 422 and field in answer["errors"], answer
+    assert _events(no) == before
+    assert getattr(rpc, method)("LY-20990101-000001", body)["status"] == 404
+
+
+@pytest.mark.parametrize("ending", ["close", "cancel"])
+def test_nothing_is_recorded_on_an_ended_request(rpc: Any, ending: str) -> None:
+    no = submit(rpc, description="楼道灯不亮，投诉多次没人管", category="complaint", unit=unique_unit(),
+                building=None)["request_no"]
+    assert rpc.call_in_supervisor(no, {"supervisor": "cs-supervisor-01", "reason": "需主管答复",
+                                       "by": "agent-007"})["status"] == 200
+    assert rpc.mark_complex(no, {"reason": "需更换线路", "by": "agent-007"})["status"] == 200
+    assert getattr(rpc, ending)(no, {"reason": "住户来电撤回", "by": "agent-007"})["status"] == 200
+    before = _events(no)
+    for method, body in (
+            ("call_in_supervisor", {"supervisor": "cs-supervisor-02", "reason": "需主管答复", "by": "agent-007"}),
+            ("supervisor_answer", {"answer": "已答复", "by": "cs-supervisor-01"}),
+            ("mark_complex", {"reason": "需更换线路", "by": "agent-007"}),
+            ("give_plan", {"plan": "周五前更换", "by": "agent-007"}),
+            ("first_response", {"response": "马上派人", "by": "agent-007"}),
+            ("reply_to_complaint", {"reply": "已整改", "by": "agent-007"})):
+        answer = getattr(rpc, method)(no, body)
+        assert answer["status"] == 409, (method, answer)
+        assert answer["errors"]["current_state"] == ["closed" if ending == "close" else "cancelled"]
+    assert _events(no) == before

@@ -276,6 +276,114 @@ class RequestClosedSchema(_RequestEventSchema):
     closed_at = fields.AwareDateTime(required=True)
 
 
+# --- staff actions whose facts start or stop escalation's clocks -------------------------------------------------
+# Free text (reason, answer, plan, response, reply) is the staff's, with phone numbers and the reporter's name masked.
+
+@event_schema(
+    "SupervisorCalledIn",
+    producer=PRODUCER,
+    description="The agent could not settle the request and called in the department supervisor "
+                "(解决不了的应向部门主管汇报后在10分钟内给予回复): starts the supervisor_answer clock (10 min by "
+                "default). The agent stays the first-contact owner.",
+    example={**REQUEST_REF, "category": "consultation", "supervisor": "cs-supervisor-01",
+             "reason": "涉及维修基金使用，需主管答复", "called_by": "agent-007", "owner_agent": "agent-007",
+             "called_at": "2026-11-29T04:02:00+00:00"},
+)
+class SupervisorCalledInSchema(_RequestEventSchema):
+    category = fields.String(required=True, validate=validate.OneOf(CATEGORIES))
+    supervisor = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    reason = fields.String(required=True, validate=validate.Length(min=1, max=500))
+    called_by = fields.String(required=True)
+    owner_agent = fields.String(required=True)
+    called_at = fields.AwareDateTime(required=True)
+
+
+@event_schema(
+    "SupervisorAnswered",
+    producer=PRODUCER,
+    description="The supervisor called in answered: stops the supervisor_answer clock. called_at is the call it "
+                "answers.",
+    example={**REQUEST_REF, "supervisor": "cs-supervisor-01", "answer": "维修基金需业委会签字，已告知住户办理流程",
+             "answered_by": "cs-supervisor-01", "owner_agent": "agent-007",
+             "called_at": "2026-11-29T04:02:00+00:00", "answered_at": "2026-11-29T04:09:00+00:00"},
+)
+class SupervisorAnsweredSchema(_RequestEventSchema):
+    supervisor = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    answer = fields.String(required=True, validate=validate.Length(min=1, max=4000))
+    answered_by = fields.String(required=True)
+    owner_agent = fields.String(required=True)
+    called_at = fields.AwareDateTime(required=True)
+    answered_at = fields.AwareDateTime(required=True)
+
+
+@event_schema(
+    "RequestMarkedComplex",
+    producer=PRODUCER,
+    description="A complex problem (复杂问题需在48小时内给出解决方案): starts the plan clock (48 h by default). "
+                "Marked once.",
+    example={**REQUEST_REF, "category": "repair", "reason": "外墙渗水，需勘查后确定维修方案",
+             "marked_by": "agent-007", "owner_agent": "agent-007", "marked_at": "2026-11-29T04:30:00+00:00"},
+)
+class RequestMarkedComplexSchema(_RequestEventSchema):
+    category = fields.String(required=True, validate=validate.OneOf(CATEGORIES))
+    reason = fields.String(required=True, validate=validate.Length(min=1, max=500))
+    marked_by = fields.String(required=True)
+    owner_agent = fields.String(required=True)
+    marked_at = fields.AwareDateTime(required=True)
+
+
+@event_schema(
+    "PlanGiven",
+    producer=PRODUCER,
+    description="The solution plan of a request marked complex: stops the plan clock. marked_at is when it was "
+                "marked complex.",
+    example={**REQUEST_REF, "plan": "周三上午工程部搭架勘查，周五前完成外墙防水修补", "given_by": "eng-supervisor-02",
+             "owner_agent": "agent-007", "marked_at": "2026-11-29T04:30:00+00:00",
+             "given_at": "2026-11-30T02:00:00+00:00"},
+)
+class PlanGivenSchema(_RequestEventSchema):
+    plan = fields.String(required=True, validate=validate.Length(min=1, max=4000))
+    given_by = fields.String(required=True)
+    owner_agent = fields.String(required=True)
+    marked_at = fields.AwareDateTime(required=True)
+    given_at = fields.AwareDateTime(required=True)
+
+
+@event_schema(
+    "FirstResponseGiven",
+    producer=PRODUCER,
+    description="Staff gave the resident a first response (每次求助响应时间不超过30分钟): stops the first_response "
+                "clock (so does the work order's assignment). Given once.",
+    example={**REQUEST_REF, "category": "repair", "response": "已联系工程部，师傅30分钟内上门",
+             "responded_by": "agent-007", "owner_agent": "agent-007",
+             "responded_at": "2026-11-29T04:05:00+00:00"},
+)
+class FirstResponseGivenSchema(_RequestEventSchema):
+    category = fields.String(required=True, validate=validate.OneOf(CATEGORIES))
+    response = fields.String(required=True, validate=validate.Length(min=1, max=4000))
+    responded_by = fields.String(required=True)
+    owner_agent = fields.String(required=True)
+    responded_at = fields.AwareDateTime(required=True)
+
+
+@event_schema(
+    "ComplaintReplied",
+    producer=PRODUCER,
+    description="A complaint was replied to (答复时间最长不应超过一周): stops the complaint_reply clock (so does its "
+                "investigation work order's resolution, or a reply letter sent). Only for a complaint, once.",
+    example={**REQUEST_REF, "category": "complaint", "complaint_valid": True,
+             "reply": "已约谈保洁班长，加强3栋楼道每日清扫并安排主管抽查", "replied_by": "cs-assistant-02",
+             "owner_agent": "agent-007", "replied_at": "2026-11-30T08:00:00+00:00"},
+)
+class ComplaintRepliedSchema(_RequestEventSchema):
+    category = fields.String(required=True, validate=validate.OneOf(CATEGORIES))
+    complaint_valid = fields.Boolean(allow_none=True, load_default=None)
+    reply = fields.String(required=True, validate=validate.Length(min=1, max=4000))
+    replied_by = fields.String(required=True)
+    owner_agent = fields.String(required=True)
+    replied_at = fields.AwareDateTime(required=True)
+
+
 class _LetterEventSchema(DataSchema):
     letter_id = fields.UUID(required=True)
     property_id = fields.String(required=True, validate=validate.Length(min=1, max=20))

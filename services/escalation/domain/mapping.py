@@ -43,9 +43,10 @@ def _r(verb: Verb, clock: str, *at: str, subject: str = "request_no", only_if: s
 S, T, P, R, RT, C = Verb.START, Verb.STOP, Verb.PAUSE, Verb.RESUME, Verb.RETARGET, Verb.CANCEL
 
 # Reconciled with the producers' contracts (services/common/contract/intake.py, dispatch.py, feedback.py).
-# Rows whose event type nobody publishes yet (kept so that the producer only has to publish it):
-# SupervisorCalledIn / SupervisorAnswered, RequestMarkedComplex / PlanGiven, FirstResponseGiven; ComplaintReplied
-# (a complaint's reply clock also stops when its investigation work order is resolved or a reply letter is sent).
+# Every row's event type is published. Intake's staff actions on a request (POST /requests/{no}/supervisor,
+# /supervisor-answer, /complex, /plan, /first-response, /complaint-reply) publish SupervisorCalledIn /
+# SupervisorAnswered, RequestMarkedComplex / PlanGiven, FirstResponseGiven and ComplaintReplied (a complaint's reply
+# clock also stops when its investigation work order is resolved or a reply letter is sent, whichever is first).
 # The on-site clock runs from the assignment; an appointment pauses the work order (reason appointment_booked),
 # which pauses the clock, so the appointment time is covered by the pause.
 _REQUEST_CLOCKS = ("acknowledge", "first_response", "supervisor_answer", "on_site", "resolution", "plan",

@@ -68,6 +68,37 @@ class IntakeCloseBody(StrictSchema):
     by = code(64, required=True)
 
 
+class IntakeSupervisorBody(StrictSchema):
+    supervisor = code(64, required=True)
+    reason = _reason(required=True)
+    by = code(64, required=True)
+
+
+class IntakeSupervisorAnswerBody(StrictSchema):
+    answer = Text(required=True, validate=validate.Length(min=1, max=4000))
+    by = code(64, required=True)
+
+
+class IntakeComplexBody(StrictSchema):
+    reason = _reason(required=True)
+    by = code(64, required=True)
+
+
+class IntakePlanBody(StrictSchema):
+    plan = Text(required=True, validate=validate.Length(min=2, max=4000))
+    by = code(64, required=True)
+
+
+class IntakeFirstResponseBody(StrictSchema):
+    response = Text(required=True, validate=validate.Length(min=1, max=4000))
+    by = code(64, required=True)
+
+
+class IntakeComplaintReplyBody(StrictSchema):
+    reply = Text(required=True, validate=validate.Length(min=2, max=4000))
+    by = code(64, required=True)
+
+
 class IntakeSenderSchema(StrictSchema):
     name = Text(validate=validate.Length(min=1, max=50), load_default=None, allow_none=True)
     phone = Text(validate=validate.Regexp(PHONE, error="not a Chinese mobile or landline number"),
@@ -153,6 +184,39 @@ class IntakeRoutes(ApiBase):
            summary="Close a request at intake, with a reason")
     def intake_close(self, request: Request, key: Any, request_no: str, body: dict[str, Any]) -> Any:
         return self._action("close", request_no, IntakeCloseBody, body)
+
+    # -- staff actions whose events start or stop SLA clocks (the escalation service keeps the clocks) --
+
+    @route("POST", "/requests/<string:request_no>/supervisor", "staff", body=IntakeSupervisorBody,
+           summary="Call in the department supervisor on a request the agent cannot settle: the supervisor's "
+                   "answer is due within 10 minutes (409 while an earlier call is unanswered)")
+    def intake_call_in_supervisor(self, request: Request, key: Any, request_no: str, body: dict[str, Any]) -> Any:
+        return self._action("call_in_supervisor", request_no, IntakeSupervisorBody, body)
+
+    @route("POST", "/requests/<string:request_no>/supervisor-answer", "staff", body=IntakeSupervisorAnswerBody,
+           summary="Record the answer of the supervisor called in (409 when none was called in)")
+    def intake_supervisor_answer(self, request: Request, key: Any, request_no: str, body: dict[str, Any]) -> Any:
+        return self._action("supervisor_answer", request_no, IntakeSupervisorAnswerBody, body)
+
+    @route("POST", "/requests/<string:request_no>/complex", "staff", body=IntakeComplexBody,
+           summary="Mark a request a complex problem: its solution plan is due within 48 hours")
+    def intake_mark_complex(self, request: Request, key: Any, request_no: str, body: dict[str, Any]) -> Any:
+        return self._action("mark_complex", request_no, IntakeComplexBody, body)
+
+    @route("POST", "/requests/<string:request_no>/plan", "staff", body=IntakePlanBody,
+           summary="Give the solution plan of a complex request (409 when it is not marked complex)")
+    def intake_give_plan(self, request: Request, key: Any, request_no: str, body: dict[str, Any]) -> Any:
+        return self._action("give_plan", request_no, IntakePlanBody, body)
+
+    @route("POST", "/requests/<string:request_no>/first-response", "staff", body=IntakeFirstResponseBody,
+           summary="Record the first response given to the resident (stops the first-response clock)")
+    def intake_first_response(self, request: Request, key: Any, request_no: str, body: dict[str, Any]) -> Any:
+        return self._action("first_response", request_no, IntakeFirstResponseBody, body)
+
+    @route("POST", "/requests/<string:request_no>/complaint-reply", "staff", body=IntakeComplaintReplyBody,
+           summary="Record the reply to a complaint (409 for a request not classed complaint)")
+    def intake_complaint_reply(self, request: Request, key: Any, request_no: str, body: dict[str, Any]) -> Any:
+        return self._action("reply_to_complaint", request_no, IntakeComplaintReplyBody, body)
 
     @route("POST", "/letters", "staff", body=IntakeLetterBody, ok_status=201,
            summary="Log a letter (来函): a report becomes a request, a complaint goes to the assistant, praise is "

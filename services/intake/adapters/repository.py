@@ -13,7 +13,15 @@ from services.common.db import UnitOfWork
 from services.intake.domain.classification import Classification
 from services.intake.domain.duplicates import Incident
 from services.intake.domain.letters import Letter
-from services.intake.domain.model import Acknowledgement, Handover, Reporter, Request, masked_channel_details
+from services.intake.domain.model import (
+    Acknowledgement,
+    Handover,
+    Reporter,
+    Request,
+    StaffNote,
+    SupervisorCall,
+    masked_channel_details,
+)
 
 
 # --- places ---------------------------------------------------------------------------------------------------------
@@ -47,18 +55,16 @@ def next_seq(uow: UnitOfWork, property_id: str, local_day: date) -> tuple[int, d
     """Issue the next number in a transaction of its own: the row lock lasts one statement, not a whole
     registration. A registration that then fails leaves a gap in the day's numbers, never a duplicate.
 
-    It runs on the unit of work's own connection and commits there, so the caller must not have written or
-    locked anything yet. A second pooled connection per registration starved the pool: with more workers than
-    connections, every holder waited for a second one (PoolTimeout under 200 concurrent submissions).
+    `UnitOfWork.short_transaction` says on which connection (the unit's own for a single registration, a pooled
+    one inside a consumer's batch transaction).
 
     Also returns the instant read under the counter's row lock: used as the registration time, numbers and
     times then sort the same way (a clock read before or after the counter would not)."""
-    with uow.conn.cursor(row_factory=tuple_row) as cur:
+    with uow.short_transaction() as conn, conn.cursor(row_factory=tuple_row) as cur:
         row = cur.execute(
             "INSERT INTO request_numbers (property_id, local_day, last_seq) VALUES (%s, %s, 1) "
             "ON CONFLICT (property_id, local_day) DO UPDATE SET last_seq = request_numbers.last_seq + 1 "
             "RETURNING last_seq, clock_timestamp()", (property_id, local_day)).fetchone()
-    uow.conn.commit()
     assert row is not None
     return int(row[0]), row[1]
 
@@ -226,7 +232,21 @@ def to_request(row: dict[str, Any]) -> Request:
         duplicate_reason=row.get("duplicate_reason"),
         incident_id=uuid.UUID(row["incident_id"]) if row.get("incident_id") else None,
         closed_at=row.get("closed_at"), closed_by=row.get("closed_by"), closed_reason=row.get("closed_reason"),
-        cancel_reason=row.get("cancel_reason"))
+        cancel_reason=row.get("cancel_reason"),
+        supervisor_calls=[SupervisorCall(c["supervisor"], c["reason"], c["by"], _dt(c["called_at"]), c.get("answer"),
+                                         c.get("answered_by"),
+                                         _dt(c["answered_at"]) if c.get("answered_at") else None)
+                          for c in row.get("supervisor_calls") or []],
+        marked_complex=_note(row.get("marked_complex")), plan=_note(row.get("plan")),
+        first_response=_note(row.get("first_response")), complaint_reply=_note(row.get("complaint_reply")))
+
+
+def _note(d: dict[str, Any] | None) -> StaffNote | None:
+    return None if not d else StaffNote(d["text"], d["by"], _dt(d["at"]))
+
+
+def _note_json(note: StaffNote | None) -> Any:
+    return None if note is None else _json({"text": note.text, "by": note.by, "at": note.at})
 
 
 def classification(d: dict[str, Any]) -> Classification:
@@ -248,7 +268,9 @@ def save(uow: UnitOfWork, request: Request) -> None:
                acknowledgements = %(acks)s, promised_at = %(promised_at)s, handovers = %(handovers)s,
                answer = %(answer)s, referred_at = %(referred_at)s, duplicate_of = %(duplicate_of)s,
                duplicate_reason = %(duplicate_reason)s, closed_at = %(closed_at)s, closed_by = %(closed_by)s,
-               closed_reason = %(closed_reason)s, cancel_reason = %(cancel_reason)s
+               closed_reason = %(closed_reason)s, cancel_reason = %(cancel_reason)s,
+               supervisor_calls = %(supervisor_calls)s, marked_complex = %(marked_complex)s, plan = %(plan)s,
+               first_response = %(first_response)s, complaint_reply = %(complaint_reply)s
            WHERE request_no = %(request_no)s""",
         {"category": c.category, "subcategory": c.subcategory, "priority": c.priority, "emergency": c.emergency,
          "confidence": c.confidence, "complaint_valid": c.complaint_valid,
@@ -263,6 +285,12 @@ def save(uow: UnitOfWork, request: Request) -> None:
          "answer": request.answer, "referred_at": request.referred_at, "duplicate_of": request.duplicate_of,
          "duplicate_reason": request.duplicate_reason, "closed_at": request.closed_at, "closed_by": request.closed_by,
          "closed_reason": request.closed_reason, "cancel_reason": request.cancel_reason,
+         "supervisor_calls": _json([{"supervisor": c.supervisor, "reason": c.reason, "by": c.by,
+                                     "called_at": c.called_at, "answer": c.answer, "answered_by": c.answered_by,
+                                     "answered_at": c.answered_at} for c in request.supervisor_calls]),
+         "marked_complex": _note_json(request.marked_complex), "plan": _note_json(request.plan),
+         "first_response": _note_json(request.first_response),
+         "complaint_reply": _note_json(request.complaint_reply),
          "request_no": request.request_no})
 
 

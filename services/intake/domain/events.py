@@ -215,3 +215,79 @@ class LetterPraiseRecorded(Event):
     recorded_by: str
     recorded_at: datetime
     request_no: str | None = None
+
+
+# --- staff actions whose facts start or stop escalation's clocks (services/escalation/domain/mapping.py) ---------
+# Free text in these (reason, answer, plan, response, reply) has phone numbers and the reporter's name masked.
+
+@dataclass(frozen=True)
+class SupervisorCalledIn(Event):
+    """The agent could not settle the request and asked the department supervisor (10-minute answer)."""
+
+    request_no: str
+    property_id: str
+    category: str
+    supervisor: str
+    reason: str
+    called_by: str
+    owner_agent: str
+    called_at: datetime
+
+
+@dataclass(frozen=True)
+class SupervisorAnswered(Event):
+    request_no: str
+    property_id: str
+    supervisor: str
+    answer: str
+    answered_by: str
+    owner_agent: str
+    called_at: datetime
+    answered_at: datetime
+
+
+@dataclass(frozen=True)
+class RequestMarkedComplex(Event):
+    """A complex problem: a solution plan is due (48 hours)."""
+
+    request_no: str
+    property_id: str
+    category: str
+    reason: str
+    marked_by: str
+    owner_agent: str
+    marked_at: datetime
+
+
+@dataclass(frozen=True)
+class PlanGiven(Event):
+    request_no: str
+    property_id: str
+    plan: str
+    given_by: str
+    owner_agent: str
+    marked_at: datetime
+    given_at: datetime
+
+
+@dataclass(frozen=True)
+class FirstResponseGiven(Event):
+    request_no: str
+    property_id: str
+    category: str
+    response: str
+    responded_by: str
+    owner_agent: str
+    responded_at: datetime
+
+
+@dataclass(frozen=True)
+class ComplaintReplied(Event):
+    request_no: str
+    property_id: str
+    category: str
+    complaint_valid: bool | None
+    reply: str
+    replied_by: str
+    owner_agent: str
+    replied_at: datetime

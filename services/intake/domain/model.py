@@ -52,6 +52,15 @@ def allowed_transition(previous: str, current: str) -> bool:
             return False
 
 
+class ActionRefused(InvalidTransition):
+    """The request's state refuses a staff action (409): names the field at fault and why, with the request's status
+    as `current_state` (e.g. a supervisor's answer when none was called in, a complaint reply to a repair)."""
+
+    def __init__(self, message: str, *, current_state: str, field: str = "state", code: str = "invalid_transition"):
+        super().__init__(message, current_state)
+        self.field, self.code = field, code
+
+
 class InvalidRequest(DomainError):
     """Several fields are bad at once; `errors` names each (the HTTP answer lists them all)."""
 
@@ -92,6 +101,10 @@ def mask_phone(phone: str | None) -> str | None:
     return f"{digits[:3]}****{digits[-4:]}"
 
 
+# A phone number written inside staff text (the same shapes normalise_phone accepts).
+_PHONE_IN_TEXT = re.compile(r"(?<!\d)(?:\+?86[\s-]?)?(?:1[3-9]\d[\s-]?\d{4}[\s-]?\d{4}|0\d{2,3}-?\d{7,8})(?!\d)")
+
+
 def mask_name(name: str | None) -> str | None:
     """张三 -> 张*, 欧阳娜娜 -> 欧***, John Smith -> J*** S****."""
     if not name:
@@ -100,6 +113,15 @@ def mask_name(name: str | None) -> str | None:
     if " " in name:
         return " ".join(w[0] + "*" * (len(w) - 1) for w in name.split())
     return name[0] + "*" * max(1, len(name) - 1)
+
+
+def without_contact(text: str, reporter: Reporter | None = None) -> str:
+    """Staff text as other systems may see it: any phone number masked (138****1234) and the reporter's name, where
+    it appears, masked (张*). Events never carry a resident's name or phone, not even inside free text."""
+    text = _PHONE_IN_TEXT.sub(lambda m: mask_phone(m.group(0)) or "", text)
+    if reporter is not None and reporter.name and len(reporter.name) >= 2:
+        text = text.replace(reporter.name, reporter.name_masked or "")
+    return text
 
 
 def _check_text(errors: dict[str, str], name: str, value: Any, *, max_len: int, required: bool,
@@ -298,6 +320,33 @@ class Handover:
     at: datetime
 
 
+@dataclass(frozen=True)
+class SupervisorCall:
+    """A supervisor called in on a request the agent could not settle, and (once given) the supervisor's answer."""
+
+    supervisor: str
+    reason: str
+    by: str
+    called_at: datetime
+    answer: str | None = None
+    answered_by: str | None = None
+    answered_at: datetime | None = None
+
+    @property
+    def answered(self) -> bool:
+        return self.answered_at is not None
+
+
+@dataclass(frozen=True)
+class StaffNote:
+    """One recorded staff action with its text: the reason a request is complex, its plan, the first response, the
+    reply to a complaint."""
+
+    text: str
+    by: str
+    at: datetime
+
+
 @dataclass
 class Request:
     request_no: str
@@ -333,6 +382,11 @@ class Request:
     closed_by: str | None = None
     closed_reason: str | None = None
     cancel_reason: str | None = None
+    supervisor_calls: list[SupervisorCall] = field(default_factory=list)
+    marked_complex: StaffNote | None = None
+    plan: StaffNote | None = None
+    first_response: StaffNote | None = None
+    complaint_reply: StaffNote | None = None
     events: list[Event] = field(default_factory=list, repr=False)
 
     # -- creation --
@@ -429,6 +483,12 @@ class Request:
     @property
     def acknowledgement(self) -> Acknowledgement | None:
         return self.acknowledgements[-1] if self.acknowledgements else None
+
+    @property
+    def pending_supervisor_call(self) -> SupervisorCall | None:
+        """The supervisor called in who has not answered yet, if any."""
+        last = self.supervisor_calls[-1] if self.supervisor_calls else None
+        return last if last is not None and not last.answered else None
 
     # -- commands --
 
@@ -538,6 +598,145 @@ class Request:
         return self._record(ev.OwnershipHandedOver(
             request_no=self.request_no, property_id=self.property_id, from_agent=previous, to_agent=to_agent,
             reason=reason.strip(), handed_over_by=by, handed_over_at=now))
+
+    # -- staff actions whose facts start or stop SLA clocks (escalation's clock table reads these events) --
+
+    def call_in_supervisor(self, *, supervisor: str, reason: str, by: str,
+                           now: datetime) -> ev.SupervisorCalledIn:
+        """The agent cannot settle the request and asks the department supervisor:
+        解决不了的应向部门主管汇报后在10分钟内给予回复. Starts the supervisor_answer clock (10 minutes by default).
+        One call is outstanding at a time; the agent stays the first-contact owner (首问负责制)."""
+        now = utc(now)
+        errors: dict[str, str] = {}
+        supervisor = _check_agent(errors, "supervisor", supervisor) or ""
+        reason = _check_text(errors, "reason", reason, max_len=500, required=True, min_len=2) or ""
+        by = _check_agent(errors, "by", by) or ""
+        if not errors and supervisor == by:
+            errors["supervisor"] = "the supervisor called in is someone other than the agent asking"
+        if errors:
+            raise InvalidRequest(errors)
+        self._require_open("call in a supervisor on")
+        pending = self.pending_supervisor_call
+        if pending is not None:
+            raise ActionRefused(
+                f"supervisor {pending.supervisor} was called in at {pending.called_at.isoformat()} and has not "
+                f"answered yet", current_state=self.status, field="supervisor", code="supervisor_pending")
+        reason = without_contact(reason, self.reporter)
+        self.supervisor_calls.append(SupervisorCall(supervisor, reason, by, now))
+        return self._record(ev.SupervisorCalledIn(
+            request_no=self.request_no, property_id=self.property_id, category=self.classification.category,
+            supervisor=supervisor, reason=reason, called_by=by, owner_agent=self.owner_agent, called_at=now))
+
+    def record_supervisor_answer(self, *, answer: str, by: str, now: datetime) -> ev.SupervisorAnswered:
+        """The supervisor called in answers (主管答复): stops the supervisor_answer clock. Refused (409) when no
+        supervisor was called in, or the one called in has already answered."""
+        now = utc(now)
+        errors: dict[str, str] = {}
+        answer = _check_text(errors, "answer", answer, max_len=MAX_DESCRIPTION, required=True) or ""
+        by = _check_agent(errors, "by", by) or ""
+        if errors:
+            raise InvalidRequest(errors)
+        self._require_open("record a supervisor's answer on")
+        pending = self.pending_supervisor_call
+        if pending is None:
+            why = ("the supervisor called in has already answered" if self.supervisor_calls
+                   else "no supervisor was called in")
+            raise ActionRefused(f"{why} on {self.request_no}; call one in first", current_state=self.status,
+                                field="supervisor", code="no_supervisor_called")
+        answer = without_contact(answer, self.reporter)
+        self.supervisor_calls[-1] = dataclasses.replace(pending, answer=answer, answered_by=by, answered_at=now)
+        return self._record(ev.SupervisorAnswered(
+            request_no=self.request_no, property_id=self.property_id, supervisor=pending.supervisor, answer=answer,
+            answered_by=by, owner_agent=self.owner_agent, called_at=pending.called_at, answered_at=now))
+
+    def mark_complex(self, *, reason: str, by: str, now: datetime) -> ev.RequestMarkedComplex:
+        """A problem that cannot be solved within the ordinary time: 复杂问题需在48小时内给出解决方案. Starts the
+        plan clock (48 hours by default). Marked once."""
+        now = utc(now)
+        errors: dict[str, str] = {}
+        reason = _check_text(errors, "reason", reason, max_len=500, required=True, min_len=2) or ""
+        by = _check_agent(errors, "by", by) or ""
+        if errors:
+            raise InvalidRequest(errors)
+        self._require_open("mark complex")
+        if self.marked_complex is not None:
+            raise ActionRefused(f"{self.request_no} was already marked complex at "
+                                f"{self.marked_complex.at.isoformat()}", current_state=self.status,
+                                field="state", code="already_complex")
+        reason = without_contact(reason, self.reporter)
+        self.marked_complex = StaffNote(reason, by, now)
+        return self._record(ev.RequestMarkedComplex(
+            request_no=self.request_no, property_id=self.property_id, category=self.classification.category,
+            reason=reason, marked_by=by, owner_agent=self.owner_agent, marked_at=now))
+
+    def give_plan(self, *, plan: str, by: str, now: datetime) -> ev.PlanGiven:
+        """The solution plan (解决方案) of a complex request: stops the plan clock. Refused (409) for a request not
+        marked complex, or whose plan was already given."""
+        now = utc(now)
+        errors: dict[str, str] = {}
+        plan = _check_text(errors, "plan", plan, max_len=MAX_DESCRIPTION, required=True, min_len=2) or ""
+        by = _check_agent(errors, "by", by) or ""
+        if errors:
+            raise InvalidRequest(errors)
+        self._require_open("give a plan for")
+        if self.marked_complex is None:
+            raise ActionRefused(f"{self.request_no} is not marked complex: only a complex problem gets a plan; "
+                                f"mark it complex first", current_state=self.status, field="state",
+                                code="not_complex")
+        if self.plan is not None:
+            raise ActionRefused(f"the plan for {self.request_no} was already given at {self.plan.at.isoformat()}",
+                                current_state=self.status, field="state", code="plan_already_given")
+        plan = without_contact(plan, self.reporter)
+        self.plan = StaffNote(plan, by, now)
+        return self._record(ev.PlanGiven(
+            request_no=self.request_no, property_id=self.property_id, plan=plan, given_by=by,
+            owner_agent=self.owner_agent, marked_at=self.marked_complex.at, given_at=now))
+
+    def give_first_response(self, *, response: str, by: str, now: datetime) -> ev.FirstResponseGiven:
+        """The resident's first answer from staff (每次求助响应时间不超过30分钟): stops the first_response clock. Given
+        once (a work order's assignment also stops that clock, on dispatch's side)."""
+        now = utc(now)
+        errors: dict[str, str] = {}
+        response = _check_text(errors, "response", response, max_len=MAX_DESCRIPTION, required=True) or ""
+        by = _check_agent(errors, "by", by) or ""
+        if errors:
+            raise InvalidRequest(errors)
+        self._require_open("give a first response to")
+        if self.first_response is not None:
+            raise ActionRefused(f"the first response to {self.request_no} was already given at "
+                                f"{self.first_response.at.isoformat()}", current_state=self.status,
+                                field="state", code="already_responded")
+        response = without_contact(response, self.reporter)
+        self.first_response = StaffNote(response, by, now)
+        return self._record(ev.FirstResponseGiven(
+            request_no=self.request_no, property_id=self.property_id, category=self.classification.category,
+            response=response, responded_by=by, owner_agent=self.owner_agent, responded_at=now))
+
+    def reply_to_complaint(self, *, reply: str, by: str, now: datetime) -> ev.ComplaintReplied:
+        """The reply to a complaint (向业主、住户答复时间最长不应超过一周): stops the complaint_reply clock. Only a
+        request classed complaint gets one (409 otherwise: reclassify it first), once."""
+        now = utc(now)
+        errors: dict[str, str] = {}
+        reply = _check_text(errors, "reply", reply, max_len=MAX_DESCRIPTION, required=True, min_len=2) or ""
+        by = _check_agent(errors, "by", by) or ""
+        if errors:
+            raise InvalidRequest(errors)
+        self._require_open("reply to")
+        category = self.classification.category
+        if category != "complaint":
+            raise ActionRefused(f"only a complaint gets a complaint reply: {self.request_no} is classed {category} "
+                                f"(reclassify it as a complaint first if it is one)", current_state=self.status,
+                                field="category", code="not_complaint")
+        if self.complaint_reply is not None:
+            raise ActionRefused(f"the complaint {self.request_no} was already replied to at "
+                                f"{self.complaint_reply.at.isoformat()}", current_state=self.status,
+                                field="state", code="already_replied")
+        reply = without_contact(reply, self.reporter)
+        self.complaint_reply = StaffNote(reply, by, now)
+        return self._record(ev.ComplaintReplied(
+            request_no=self.request_no, property_id=self.property_id, category=category,
+            complaint_valid=self.classification.complaint_valid, reply=reply, replied_by=by,
+            owner_agent=self.owner_agent, replied_at=now))
 
     def link_duplicate(self, *, duplicate_of: str, reason: str, now: datetime) -> ev.DuplicateLinked:
         """Show the agent a probable duplicate: linked, never merged."""

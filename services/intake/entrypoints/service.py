@@ -167,6 +167,50 @@ class IntakeService:
         return handlers.act(self.uow(), request_no, lambda r, now: r.close(
             by=b.get("by"), reason=b.get("reason") or "resolved", now=now))
 
+    # -- staff actions that start or stop SLA clocks (escalation consumes their events) --
+
+    @rpc
+    @answers.answer
+    def call_in_supervisor(self, request_no: str, payload: dict[str, Any]) -> Any:
+        b = body_of(payload)
+        return handlers.act(self.uow(), request_no, lambda r, now: r.call_in_supervisor(
+            supervisor=b.get("supervisor"), reason=b.get("reason"), by=b.get("by"), now=now))
+
+    @rpc
+    @answers.answer
+    def supervisor_answer(self, request_no: str, payload: dict[str, Any]) -> Any:
+        b = body_of(payload)
+        return handlers.act(self.uow(), request_no, lambda r, now: r.record_supervisor_answer(
+            answer=b.get("answer"), by=b.get("by"), now=now))
+
+    @rpc
+    @answers.answer
+    def mark_complex(self, request_no: str, payload: dict[str, Any]) -> Any:
+        b = body_of(payload)
+        return handlers.act(self.uow(), request_no,
+                            lambda r, now: r.mark_complex(reason=b.get("reason"), by=b.get("by"), now=now))
+
+    @rpc
+    @answers.answer
+    def give_plan(self, request_no: str, payload: dict[str, Any]) -> Any:
+        b = body_of(payload)
+        return handlers.act(self.uow(), request_no,
+                            lambda r, now: r.give_plan(plan=b.get("plan"), by=b.get("by"), now=now))
+
+    @rpc
+    @answers.answer
+    def first_response(self, request_no: str, payload: dict[str, Any]) -> Any:
+        b = body_of(payload)
+        return handlers.act(self.uow(), request_no, lambda r, now: r.give_first_response(
+            response=b.get("response"), by=b.get("by"), now=now))
+
+    @rpc
+    @answers.answer
+    def reply_to_complaint(self, request_no: str, payload: dict[str, Any]) -> Any:
+        b = body_of(payload)
+        return handlers.act(self.uow(), request_no,
+                            lambda r, now: r.reply_to_complaint(reply=b.get("reply"), by=b.get("by"), now=now))
+
     # -- letters registry (来函) --
 
     @rpc

@@ -110,7 +110,7 @@ def _register(uow: UnitOfWork, cmd: RegisterRequest, classifier: Classifier, rul
     if not repo.insert_request(uow, request, vip=cmd.vip, compensation_demanded=cmd.compensation_demanded,
                                reported_at=cmd.reported_at, letter_id=letter_id):
         # The same delivery won a race with this one: answer with its number.
-        uow.conn.rollback()
+        uow.rollback()
         existing = repo.find_by_external_id(uow, cmd.source, cmd.external_id or "")
         return {"request_no": existing, "created": False}, None, []
     repo.insert_contact(uow, request)
@@ -277,6 +277,7 @@ def act(uow: UnitOfWork, request_no: str, action: Callable[[Request, datetime], 
 def summary(request: Request) -> dict[str, Any]:
     """What every action answers: the request's state and its first-contact owner (首问负责制)."""
     ack = request.acknowledgement
+    pending = request.pending_supervisor_call
     return {"request_no": request.request_no, "status": request.status, "owner_agent": request.owner_agent,
             "classification": request.classification.to_dict(),
             "auto_classification": request.auto_classification.to_dict(),
@@ -284,6 +285,10 @@ def summary(request: Request) -> dict[str, Any]:
                                                          "by": ack.by, "at": ack.at.isoformat()},
             "referred": request.referred_at is not None, "answer": request.answer,
             "closed_reason": request.closed_reason, "cancel_reason": request.cancel_reason,
+            "supervisor_pending": pending.supervisor if pending else None,
+            "complex": request.marked_complex is not None, "plan_given": request.plan is not None,
+            "first_response_given": request.first_response is not None,
+            "complaint_replied": request.complaint_reply is not None,
             "events": [e.event_type for e in request.events]}
 
 

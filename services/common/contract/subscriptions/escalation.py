@@ -10,6 +10,14 @@ SUBSCRIBES: dict[str, list[str]] = {
         "RequestCancelled",
         "RequestClosed",
         "IncidentClustered",
+        # Staff actions on a request (intake's staff routes): they start or stop the supervisor_answer and plan
+        # clocks, and stop first_response and complaint_reply.
+        "SupervisorCalledIn",
+        "SupervisorAnswered",
+        "RequestMarkedComplex",
+        "PlanGiven",
+        "FirstResponseGiven",
+        "ComplaintReplied",
     ],
     "dispatch": [
         "WorkOrderCreated",
