@@ -39,8 +39,9 @@ def queue_depths(vhost: str) -> dict[str, int]:
     return {q["name"]: int(q.get("messages") or 0) for q in r.json()}
 
 
-def admin(autocommit: bool = True) -> psycopg.Connection[Any]:
-    return psycopg.connect(settings.ADMIN_URL, autocommit=autocommit)
+def admin(autocommit: bool = True, database: str | None = None) -> psycopg.Connection[Any]:
+    url = settings.ADMIN_URL if database is None else settings.ADMIN_URL.rsplit("/", 1)[0] + f"/{database}"
+    return psycopg.connect(url, autocommit=autocommit)
 
 
 def scalar(sql: str, params: Any = None) -> Any:

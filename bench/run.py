@@ -51,7 +51,7 @@ def machine() -> dict[str, Any]:
                             text=True).stdout.strip()
     dirty = bool(subprocess.run(["git", "status", "--porcelain", "services"], cwd=REPO_ROOT, capture_output=True,
                                 text=True).stdout.strip())
-    with infra.admin() as conn:
+    with infra.admin(database="postgres") as conn:  # the bench database may not exist yet
         pg = {k: conn.execute(f"SHOW {k}").fetchone()[0] for k in  # type: ignore[index]
               ("server_version", "synchronous_commit", "fsync", "shared_buffers")}
     rabbit = infra.rabbit("GET", "/overview").json().get("rabbitmq_version")
@@ -372,9 +372,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes (under 2 minutes): the harness smoke test")
     parser.add_argument("--skip", default="", help=f"comma-separated sections to leave out: {', '.join(SECTIONS)}")
     parser.add_argument("--out", default=None, help="report path (default bench/results/<timestamp>.json)")
+    parser.add_argument("--rates", default="",
+                        help="comma-separated throughput ladder (requests/s) instead of the mode's")
+    parser.add_argument("--steady", type=float, default=0,
+                        help="seconds of each steady window instead of the mode's")
     args = parser.parse_args(argv)
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     sizes = settings.Sizes.for_mode(args.quick)
+    if args.rates:
+        sizes.rates = [int(r) for r in args.rates.split(",")]
+    if args.steady:
+        sizes.steady_s = args.steady
     started = datetime.now(UTC)
     stamp = started.strftime("%Y%m%dT%H%M%SZ")
     work = REPO_ROOT / "tmp" / "bench" / stamp

@@ -17,7 +17,6 @@ from nameko.timer import Timer
 from services.common import rpc as answers
 from services.common import timeline
 from services.common.config import REPO_ROOT
-from services.common.db import UnitOfWork
 from services.common.nameko_ext import Observability, Store, consume_events
 from services.dispatch.adapters import metrics
 from services.dispatch.adapters import repository as repo
@@ -81,9 +80,6 @@ class DispatchStore(Store):
         settings = self.settings
         metrics.register().bind(self.pool, lambda conn, now: repo.on_duty_counts(conn, now, settings.shifts,
                                                                                  settings.tz), self.clock)
-
-    def uow(self) -> UnitOfWork:
-        return UnitOfWork(self.pool, self.service, on_commit=self.wake, clock=self.clock)
 
 
 class SettingsProvider(DependencyProvider):
