@@ -1,0 +1,129 @@
+"""A consumer's batch: many messages in one transaction, each in a savepoint (services.common.nameko_ext.run_batch).
+
+What a handler sees must not change with batching: its work is kept only when it commits, a handler that raises
+leaves nothing behind and does not undo the other messages, and a batch that cannot commit keeps nothing at all.
+Real Postgres, as the intake role, on a scratch table in its schema (dropped afterwards).
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from services.common.db import BatchUnitOfWork, UnitOfWork, make_pool
+from services.common.domain import DomainError
+from services.common.nameko_ext import UowFactory, batch_lock_key, run_batch
+from tests.support import db_url
+
+
+class _Store:
+    service = "intake"
+
+    def __init__(self, pool: Any) -> None:
+        self.pool = pool
+        self.woken = 0
+
+    def wake(self) -> None:
+        self.woken += 1
+
+    def uow(self) -> UnitOfWork:
+        return UnitOfWork(self.pool, self.service, on_commit=self.wake)
+
+    def batch_uow(self) -> BatchUnitOfWork:
+        return BatchUnitOfWork(self.pool, self.service, on_commit=self.wake)
+
+
+class _Service:
+    def __init__(self, store: _Store) -> None:
+        self.uow = UowFactory(store)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def service() -> Iterator[_Service]:
+    pool = make_pool(db_url("intake"), "intake", 1, "test-batches")
+    with pool.connection() as conn:
+        conn.execute("DROP TABLE IF EXISTS batch_rows")
+        conn.execute("CREATE TABLE batch_rows (n int PRIMARY KEY, note text)")
+    try:
+        yield _Service(_Store(pool))
+    finally:
+        with pool.connection() as conn:
+            conn.execute("DROP TABLE IF EXISTS batch_rows")
+        pool.close()
+
+
+def rows(svc: _Service) -> dict[int, str]:
+    with svc.uow.store.pool.connection() as conn:
+        return dict(conn.execute("SELECT n, note FROM batch_rows ORDER BY n").fetchall())  # type: ignore[arg-type]
+
+
+def handler(svc: _Service, msg: dict[str, Any]) -> str:
+    uow = svc.uow()
+    if msg.get("first_block_uncommitted"):  # a block left without commit is undone even if a later one commits
+        with uow:
+            uow.execute("INSERT INTO batch_rows (n, note) VALUES (%s, 'uncommitted')", (msg["n"] + 2000,))
+    with uow:
+        uow.execute("INSERT INTO batch_rows (n, note) VALUES (%s, %s)", (msg["n"], msg.get("note", "")))
+        if msg.get("refuse"):
+            raise DomainError("refused", field="n")
+        if msg.get("no_commit"):
+            return "read only"
+        uow.commit()
+    if msg.get("second_block"):  # read, then a block that does not commit: the first block's work stays
+        with uow:
+            uow.execute("INSERT INTO batch_rows (n, note) VALUES (%s, 'second')", (msg["n"] + 1000,))
+    return "ok"
+
+
+def test_a_refused_message_is_undone_alone_and_the_rest_of_its_batch_is_kept(service: _Service) -> None:
+    items = [{"n": i} for i in range(10)]
+    items[4] = {"n": 4, "refuse": True}
+    outcomes = run_batch(service, handler, items, batch_lock_key("test.batches"))
+    assert [o[0] for o in outcomes] == ["ok"] * 4 + [None] + ["ok"] * 5
+    assert outcomes[4][1][0] is DomainError  # the consumer dead-letters it with this reason
+    assert sorted(rows(service)) == [0, 1, 2, 3, 5, 6, 7, 8, 9]
+    assert service.uow.batch is None  # the worker is back to ordinary units of work
+
+
+def test_work_a_handler_did_not_commit_is_rolled_back_inside_the_batch(service: _Service) -> None:
+    outcomes = run_batch(service, handler, [{"n": 1}, {"n": 2, "no_commit": True}, {"n": 3, "second_block": True},
+                                            {"n": 4, "first_block_uncommitted": True}])
+    assert [o[0] for o in outcomes] == ["ok", "read only", "ok", "ok"]
+    # 2 never committed; 3's second block and 4's first block never committed
+    assert rows(service) == {1: "", 3: "", 4: ""}
+
+
+def test_a_failing_statement_does_not_poison_the_next_message(service: _Service) -> None:
+    outcomes = run_batch(service, handler, [{"n": 1}, {"n": 1}, {"n": 2}])  # the second breaks the primary key
+    assert outcomes[1][1][0] is psycopg.errors.UniqueViolation
+    assert rows(service) == {1: "", 2: ""}
+
+
+def test_a_batch_that_cannot_commit_keeps_nothing(service: _Service) -> None:
+    def breaks_the_connection(svc: _Service, msg: dict[str, Any]) -> str:
+        if msg["n"] == 3:
+            svc.uow().conn.close()  # the database went away mid-batch
+        return handler(svc, msg)
+
+    with pytest.raises(psycopg.OperationalError):
+        run_batch(service, breaks_the_connection, [{"n": 1}, {"n": 2}, {"n": 3}])
+    assert rows(service) == {}  # the consumer retries every message of the batch
+    assert service.uow.batch is None
+
+
+def test_the_relay_is_woken_once_per_batch_that_published(service: _Service) -> None:
+    def publishes(svc: _Service, msg: dict[str, Any]) -> str:
+        uow = svc.uow()
+        with uow:
+            uow._published += 1  # as UnitOfWork.publish counts an event written to the outbox
+            if msg.get("refuse"):
+                raise DomainError("refused", field="n")
+            uow.commit()
+        return "ok"
+
+    run_batch(service, publishes, [{"n": 1}, {"n": 2}])
+    assert service.uow.store.woken == 1
+    run_batch(service, publishes, [{"n": 3, "refuse": True}])
+    assert service.uow.store.woken == 1  # nothing of that batch was kept: nothing to relay
