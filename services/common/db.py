@@ -162,36 +162,46 @@ class BatchUnitOfWork(UnitOfWork):
     without `commit()` is rolled back to it, and the other messages of the batch are unaffected. `commit()` marks
     the message's work as kept; the batch commits once at the end (`finish`), and only then are the messages
     acknowledged, so a crash before it redelivers the whole batch (the inboxes make that harmless).
+
+    The savepoint is taken when the message first uses the connection, in the same round trip as releasing the
+    previous one (and, for the batch's first, as its advisory lock): a message its handler ignores costs nothing.
     """
 
     def __init__(self, pool: Any, service: str, on_commit: Callable[[], None] | None = None,
                  clock: Callable[[], datetime] | None = None) -> None:
         super().__init__(pool, service, on_commit, clock)
-        self._first_item = True
+        self._lock_sql = ""
+        self._savepoint_sql: str | None = None  # due before the message's first statement
+        self._has_savepoint = False
         self._advance = False  # a block of this message committed: move the savepoint before the next block
         self._batch_published = 0
 
+    @property  # type: ignore[override]
+    def conn(self) -> psycopg.Connection[dict[str, Any]]:  # type: ignore[override]
+        if self._savepoint_sql is not None:
+            sql, self._savepoint_sql = self._savepoint_sql, None
+            self._conn.execute(sql)  # type: ignore[arg-type]
+            self._lock_sql = ""
+            self._has_savepoint = True
+        return self._conn
+
     # -- the batch's life, driven by the consumer (services.common.nameko_ext.run_batch)
-    def open(self) -> None:
+    def open(self, lock_key: int | None = None) -> None:
         conn: Any = self.pool.getconn()
         conn.row_factory = dict_row
-        self.conn = conn
+        self._conn = conn
+        self._lock_sql = "" if lock_key is None else f"SELECT pg_advisory_xact_lock({int(lock_key)}); "
 
-    def begin_item(self, lock_key: int | None = None) -> None:
-        """Start the next message. The first takes the batch's advisory lock, if any, in the same round trip;
-        releasing the previous message's savepoint and taking the next one is one round trip too."""
-        if self._first_item:
-            lock = "" if lock_key is None else f"SELECT pg_advisory_xact_lock({int(lock_key)}); "
-            self.conn.execute(f"{lock}SAVEPOINT item")
-        else:
-            self.conn.execute("RELEASE SAVEPOINT item; SAVEPOINT item")
-        self._first_item = False
+    def begin_item(self) -> None:
+        release = "RELEASE SAVEPOINT item; " if self._has_savepoint else ""
+        self._savepoint_sql = f"{self._lock_sql}{release}SAVEPOINT item"
         self._advance = False
         self.committed = False
         self._published = 0
 
     def undo_item(self) -> None:
-        self.conn.execute("ROLLBACK TO SAVEPOINT item")
+        if self._savepoint_sql is None:  # the message used the connection: undo back to its savepoint
+            self._conn.execute("ROLLBACK TO SAVEPOINT item")
         self._published = 0
 
     def end_item(self, failed: bool) -> None:
@@ -199,19 +209,21 @@ class BatchUnitOfWork(UnitOfWork):
             self.undo_item()
         else:
             self._batch_published += self._published
+        if self._savepoint_sql is not None:  # untouched: the next message need not release anything new
+            self._savepoint_sql = None
 
     def finish(self) -> None:
-        self.conn.commit()
+        self._conn.commit()
         if self._batch_published and self._on_commit:
             self._on_commit()
 
     def close(self) -> None:
         try:
-            if not self.conn.closed and self.conn.info.transaction_status != TransactionStatus.IDLE:
-                self.conn.rollback()
+            if not self._conn.closed and self._conn.info.transaction_status != TransactionStatus.IDLE:
+                self._conn.rollback()
         finally:
-            self.conn.row_factory = tuple_row  # type: ignore[assignment]
-            self.pool.putconn(self.conn)  # type: ignore[arg-type]
+            self._conn.row_factory = tuple_row  # type: ignore[assignment]
+            self.pool.putconn(self._conn)
 
     # -- what a handler sees: the usual unit of work, inside its message's savepoint
     def __enter__(self) -> UnitOfWork:

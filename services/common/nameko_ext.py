@@ -499,7 +499,7 @@ def run_batch(service: Any, fn: Callable[[Any, dict[str, Any]], Any], items: lis
     every message of the batch is retried."""
     factory = next(v for v in vars(service).values() if isinstance(v, UowFactory))
     batch = factory.store.batch_uow()
-    batch.open()
+    batch.open(lock_key)
     factory.batch = batch
     outcomes: list[Outcome] = []
     try:
@@ -508,7 +508,7 @@ def run_batch(service: Any, fn: Callable[[Any, dict[str, Any]], Any], items: lis
             token = logs.bind(correlation_id=loaded.get("correlation_id"), request_no=loaded.get("request_no"),
                               event_type=loaded.get("event_type"))
             try:
-                batch.begin_item(lock_key)
+                batch.begin_item()
                 try:
                     result = fn(service, loaded)
                 except Exception:

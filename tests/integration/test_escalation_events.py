@@ -278,3 +278,31 @@ def test_a_supervisors_answer_that_overtakes_the_call_still_meets_the_clock(esc_
     publish(*_from_intake(req), *call)
     wait_for(lambda: clocks(no).get("supervisor_answer", {}).get("state") == "met", what="supervisor clock met")
     assert clocks(no)["supervisor_answer"]["met_at"] == called_at + timedelta(minutes=3)
+
+
+def test_a_supervisor_called_in_again_after_answering_owes_a_new_answer(esc_default: Any) -> None:
+    """Each call-in is a new 10-minute promise: the second call restarts the met clock from its own time."""
+    no, t0 = new_request_no(), now()
+    req = _intake_request(no, t0)
+    first_call, first_answer = t0 + timedelta(seconds=1), t0 + timedelta(minutes=3)
+    req.call_in_supervisor(supervisor="cs-supervisor-01", reason="住户对维修方案有异议", by="agent-007", now=first_call)
+    req.record_supervisor_answer(answer="已电话说明方案", by="cs-supervisor-01", now=first_answer)
+    publish(*_from_intake(req))
+    wait_for(lambda: clocks(no).get("supervisor_answer", {}).get("state") == "met", what="first answer met")
+
+    second_call = t0 + timedelta(hours=2)
+    req.call_in_supervisor(supervisor="cs-supervisor-01", reason="住户再次来电要求补偿", by="agent-007",
+                           now=second_call)
+    publish(*_from_intake(req))
+    c = wait_for(lambda: (lambda c: c if c.get("state") == "running" else None)(clocks(no)["supervisor_answer"]),
+                 what="the clock running again")
+    assert (c["started_at"], c["deadline"]) == (second_call, second_call + timedelta(minutes=10))
+
+    second_answer = second_call + timedelta(minutes=12)  # late this time
+    req.record_supervisor_answer(answer="已转客服部处理补偿诉求", by="cs-supervisor-01", now=second_answer)
+    publish(*_from_intake(req))
+    wait_for(lambda: clocks(no)["supervisor_answer"]["state"] == "met", what="second answer met")
+    assert clocks(no)["supervisor_answer"]["met_at"] == second_answer
+    started = [d for t, d in timeline(no) if t == "ClockStarted" and d["clock"] == "supervisor_answer"]
+    met = [d["on_time"] for t, d in timeline(no) if t == "ClockMet" and d["clock"] == "supervisor_answer"]
+    assert len(started) == 2 and met == [True, False]

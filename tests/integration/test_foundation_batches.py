@@ -127,3 +127,24 @@ def test_the_relay_is_woken_once_per_batch_that_published(service: _Service) -> 
     assert service.uow.store.woken == 1
     run_batch(service, publishes, [{"n": 3, "refuse": True}])
     assert service.uow.store.woken == 1  # nothing of that batch was kept: nothing to relay
+
+
+def test_messages_a_handler_ignores_cost_no_statement_and_do_not_upset_the_savepoints(service: _Service) -> None:
+    def some(svc: _Service, msg: dict[str, Any]) -> str | None:
+        if msg["n"] % 2:
+            return None  # not this service's business: no transaction, no savepoint
+        return handler(svc, msg)
+
+    seen: list[Any] = []
+
+    def watching(svc: _Service, msg: dict[str, Any]) -> str | None:
+        result = some(svc, msg)
+        seen.append(svc.uow()._conn.info.transaction_status)  # type: ignore[attr-defined]
+        return result
+
+    assert [o[0] for o in run_batch(service, watching, [{"n": 1}, {"n": 3}])] == [None, None]
+    assert seen == [psycopg.pq.TransactionStatus.IDLE] * 2  # the batch never began a transaction
+    outcomes = run_batch(service, some, [{"n": 1}, {"n": 2}, {"n": 3}, {"n": 4, "refuse": True}, {"n": 5},
+                                         {"n": 6}], batch_lock_key("test.batches"))
+    assert [o[0] for o in outcomes] == [None, "ok", None, None, None, "ok"]
+    assert rows(service) == {2: "", 6: ""}

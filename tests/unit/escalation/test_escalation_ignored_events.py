@@ -1,0 +1,34 @@
+"""Deliveries escalation has nothing to record for cost no transaction (handlers.handle_event)."""
+from __future__ import annotations
+
+from datetime import datetime, UTC
+from typing import Any
+
+import pytest
+
+from services.escalation.service_layer.handlers import Runtime, handle_event
+
+
+class NoTransaction:
+    def __enter__(self) -> Any:
+        raise AssertionError("this delivery should not open a transaction")
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def envelope(event_type: str, **data: Any) -> dict[str, Any]:
+    return {"event_id": "5b0f7a52-1c9e-4f0e-9a57-0c3f2f1d0001", "event_type": event_type,
+            "occurred_at": datetime(2026, 11, 29, 8, tzinfo=UTC), "data": {"request_no": "LY-20261129-000001", **data}}
+
+
+def test_a_work_order_no_return_visit_raised_is_ignored_without_a_transaction() -> None:
+    assert handle_event(NoTransaction(), Runtime(), envelope("WorkOrderCreated")) == "ignored"  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("event", [envelope("WorkOrderCreated", follow_up_of="LY-20261120-000007"),
+                                   envelope("WorkOrderAssigned", department="engineering",
+                                            assigned_at="2026-11-29T08:00:00+00:00")])
+def test_a_follow_up_work_order_or_a_fact_still_opens_a_transaction(event: dict[str, Any]) -> None:
+    with pytest.raises(AssertionError, match="should not open"):
+        handle_event(NoTransaction(), Runtime(), event)  # type: ignore[arg-type]
