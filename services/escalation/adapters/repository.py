@@ -154,7 +154,8 @@ CLOCK_COLUMNS = ("clock_id", "request_no", "kind", "state", "policy_version", "r
                "category", "priority", "channel", "property_id", "data")
 # started_at too: a supervisor_answer clock starts again on a new call-in (handlers.STARTS_AGAIN_AFTER_MET).
 _CLOCK_UPDATE = ("started_at", "state", "rule", "target_seconds", "deadline", "warn_at", "warned", "breached_at",
-                 "met_at", "elapsed_seconds", "calendar_fallback", "category", "priority", "channel", "property_id", "data")
+                 "met_at", "elapsed_seconds", "calendar_fallback", "category", "priority", "channel", "property_id",
+                 "data")
 
 
 def save_clocks(uow: UnitOfWork, rows: list[dict[str, Any]]) -> None:
