@@ -76,8 +76,9 @@ def insert_year(uow: UnitOfWork, year: int, version: int, data: dict[str, Any], 
 
 def lock_subject(uow: UnitOfWork, subject: str) -> dict[str, Any]:
     """The subject's facts row, created empty if needed, locked for the rest of the transaction."""
-    uow.execute("INSERT INTO requests (request_no) VALUES (%s) ON CONFLICT DO NOTHING", (subject,))
-    row = uow.execute("SELECT * FROM requests WHERE request_no = %s FOR UPDATE", (subject,)).fetchone()
+    # One round trip: the no-op update takes the row lock on an existing row and returns it either way.
+    row = uow.execute("INSERT INTO requests (request_no) VALUES (%s) ON CONFLICT (request_no) "
+                      "DO UPDATE SET request_no = EXCLUDED.request_no RETURNING *", (subject,)).fetchone()
     assert row is not None
     return row
 
@@ -168,10 +169,20 @@ def replace_timers(uow: UnitOfWork, timers: dict[UUID, list[Any]]) -> None:
     """Pending timers of each clock become exactly `timers[clock_id]` (fired rows stay as history)."""
     if not timers:
         return
-    uow.execute("DELETE FROM deadlines WHERE clock_id = ANY(%s) AND fired_at IS NULL", (list(timers),))
-    insert_many(uow, "INSERT INTO deadlines (clock_id, kind, due_at, token)",
-                [(cid, t.kind, t.due_at, t.token) for cid, ts in timers.items() for t in ts],
-                "ON CONFLICT (clock_id, token) DO NOTHING")
+    rows = [(cid, t.kind, t.due_at, t.token) for cid, ts in timers.items() for t in ts]
+    if not rows or len(rows) > 1000:
+        uow.execute("DELETE FROM deadlines WHERE clock_id = ANY(%s) AND fired_at IS NULL", (list(timers),))
+        insert_many(uow, "INSERT INTO deadlines (clock_id, kind, due_at, token)", rows,
+                    "ON CONFLICT (clock_id, token) DO NOTHING")
+        return
+    # One round trip. The delete and the insert see the same snapshot, so a pending row whose token is kept is
+    # deleted and not re-inserted (ON CONFLICT sees it still): keep those rows out of the delete instead.
+    uow.execute(
+        "WITH d AS (DELETE FROM deadlines WHERE clock_id = ANY(%s) AND fired_at IS NULL "
+        "AND NOT (clock_id, token) = ANY(SELECT * FROM unnest(%s::uuid[], %s::text[]))) "
+        f"INSERT INTO deadlines (clock_id, kind, due_at, token) VALUES {', '.join(['(%s, %s, %s, %s)'] * len(rows))} "
+        "ON CONFLICT (clock_id, token) DO NOTHING",
+        [list(timers), [r[0] for r in rows], [r[3] for r in rows], *[v for r in rows for v in r]])
 
 
 def due_timers(uow: UnitOfWork, now: datetime, limit: int) -> list[dict[str, Any]]:
