@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -11,17 +12,23 @@ from typing import Any
 RATE = 50  # samples per second; --nonblocking: the service is never paused to be sampled
 
 
+def _py_spy() -> str | None:
+    # Installed from requirements.lock into the virtualenv, whose bin/ `make bench` does not put on PATH.
+    return shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
+
+
 def available() -> bool:
-    return shutil.which("py-spy") is not None
+    return _py_spy() is not None
 
 
 def start(pids: dict[str, int], out_dir: Path, seconds: float) -> list[subprocess.Popen[bytes]]:
     out_dir.mkdir(parents=True, exist_ok=True)
     procs = []
+    exe = _py_spy() or "py-spy"
     for name, pid in pids.items():
         for fmt, ext in (("flamegraph", "svg"), ("raw", "txt")):
             procs.append(subprocess.Popen(
-                ["py-spy", "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", str(RATE),
+                [exe, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", str(RATE),
                  "--nonblocking", "--format", fmt, "-o", str(out_dir / f"{name}.{ext}")],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     return procs

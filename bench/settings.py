@@ -31,7 +31,7 @@ class Sizes:
 
     quick: bool
     rates: list[int] = field(default_factory=lambda: [10, 20, 40, 80, 160, 320, 640, 1000, 1300])
-    baseline_rates: list[int] = field(default_factory=lambda: [100, 200, 400, 700, 1000, 1300])
+    baseline_rates: list[int] = field(default_factory=lambda: [25, 50, 100, 200, 400, 700, 1000, 1300])
     publishers: int = 3
     warmup_s: float = 5.0
     steady_s: float = 60.0

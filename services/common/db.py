@@ -85,6 +85,8 @@ class UnitOfWork:
         self._on_commit = on_commit
         self._clock = clock or (lambda: datetime.now(UTC))
         self.conn: psycopg.Connection[dict[str, Any]]
+        # The consumer lane whose batch this is (None outside a batch): rows a lane owns, e.g. counter shards.
+        self.lane: int | None = None
         self._published = 0
         self.committed = False
 

@@ -270,29 +270,40 @@ class SafeQueueConsumer(QueueConsumer):
 
 
 def batch_settings(cfg: Any) -> tuple[int, int]:
-    """(messages per batch at most, batches in flight at once per queue and process)."""
-    return max(1, int(cfg.get("CONSUMER_BATCH_SIZE", 50))), max(1, int(cfg.get("CONSUMER_BATCH_WORKERS", 1)))
+    """(messages per batch at most, lanes: batches of the queue that may run at once)."""
+    return max(1, int(cfg.get("CONSUMER_BATCH_SIZE", 50))), max(1, int(cfg.get("CONSUMER_LANES", 1)))
 
 
-def batch_lock_key(queue: str) -> int:
-    """The advisory lock one batch of `queue` holds for its transaction, in every instance.
+def batch_lock_key(queue: str, lane: int = 0, lanes: int = 1) -> int:
+    """The advisory lock a batch of `queue`'s `lane` holds for its transaction, in every instance.
 
-    Batches of one queue run one at a time: a batch holds its row locks (a technician's load, a counter row, a
-    request's facts) until it commits, and two batches taking the same rows in different orders deadlocked
-    (two dispatch instances: 1,041 deadlocks for 550 messages, each a one-second wait). One batch at a time
-    keeps the per-message work of many messages in one transaction without that; running instances then share
-    the queue for availability, not for parallel throughput."""
-    return zlib.crc32(f"propsvc-batch:{queue}".encode()) & 0x7FFFFFFF
+    A batch holds its row locks (a technician's load, a counter row, a request's facts) until it commits, and
+    two batches taking the same rows in different orders deadlocked (two dispatch instances, batches in
+    parallel: 1,041 deadlocks for 550 messages, each a one-second wait). So the batches of one lane run one at
+    a time, across instances. A lane holds the messages of some requests (`lane_of`): a service whose messages
+    share rows across requests (dispatch's technicians, intake's incidents) has one lane; escalation, whose rows
+    are per request (and its counter rows per lane), has more. Instances share lanes for availability; lanes,
+    not instances, give parallel throughput. Every instance of a service must run the same number of lanes."""
+    name = queue if lanes == 1 else f"{queue}#{lane}/{lanes}"
+    return zlib.crc32(f"propsvc-batch:{name}".encode()) & 0x7FFFFFFF
+
+
+def lane_of(loaded: dict[str, Any], lanes: int) -> int:
+    """The lane of a message: by request, so that one request's events are handled in order by one lane."""
+    if lanes == 1:
+        return 0
+    key = loaded.get("request_no") or loaded.get("event_id") or ""
+    return zlib.crc32(str(key).encode()) % lanes
 
 
 class ReliableConsumer(Consumer):
     """Consumes one quorum queue; `loader` validates each body before a worker is spawned.
 
-    Deliveries are handled in batches: a worker takes up to CONSUMER_BATCH_SIZE loaded messages and runs the
-    method once per message inside one transaction (a savepoint each, `run_batch`); at most
-    CONSUMER_BATCH_WORKERS batches run at once per queue. Under light load a batch is one message; under load
-    the deliveries that arrive while the batches in flight run form the next one. Each message is then settled
-    on its own, as below.
+    Deliveries are handled in batches: a worker takes up to CONSUMER_BATCH_SIZE loaded messages of one lane and
+    runs the method once per message inside one transaction (a savepoint each, `run_batch`); each of the
+    CONSUMER_LANES lanes runs one batch at a time (`batch_lock_key`). Under light load a batch is one message;
+    under load the deliveries that arrive while a lane's batch runs form its next one. Each message is then
+    settled on its own, as below.
 
     Outcomes: success -> ack. Invalid body or a refused domain command -> dead-letter with the reason,
     ack. Database unavailable or a prerequisite not yet arrived -> retried here with backoff (the
@@ -314,14 +325,16 @@ class ReliableConsumer(Consumer):
     def setup(self) -> None:
         self.service = self.container.service_name
         self.dlq_publisher = Publisher(self.container.config["AMQP_URI"], use_confirms=True, serializer="json")
-        self.batch_size, workers = batch_settings(self.container.config)
-        self._buffer: LightQueue = LightQueue()  # bounded by the prefetch
-        self._batch_slots = Semaphore(workers)
+        self.batch_size, self.lanes = batch_settings(self.container.config)
+        self._buffers: list[LightQueue] = [LightQueue() for _ in range(self.lanes)]  # bounded by the prefetch
+        self._lane_free = [Semaphore(1) for _ in range(self.lanes)]
         self._precreate_series()
         super().setup()
 
     def start(self) -> None:
-        self.container.spawn_managed_thread(self._batch_forever, identifier=f"batches:{self.queue.name}")
+        for lane in range(self.lanes):
+            self.container.spawn_managed_thread(functools.partial(self._batch_forever, lane),
+                                                identifier=f"batches:{self.queue.name}#{lane}")
         super().start()
 
     def _precreate_series(self) -> None:
@@ -382,29 +395,30 @@ class ReliableConsumer(Consumer):
                         self.queue.name, type(exc).__name__)
 
     def _spawn(self, loaded: dict[str, Any], message: Any) -> None:
-        self._buffer.put((loaded, message))
+        self._buffers[lane_of(loaded, self.lanes)].put((loaded, message))
 
-    def _batch_forever(self) -> None:
+    def _batch_forever(self, lane: int) -> None:
+        buffer, free = self._buffers[lane], self._lane_free[lane]
         while True:
-            items = [self._buffer.get()]
-            self._batch_slots.acquire()
+            items = [buffer.get()]
+            free.acquire()
             eventlet.sleep(0)  # deliveries already read from the socket join this batch
             while len(items) < self.batch_size:
                 try:
-                    items.append(self._buffer.get_nowait())
+                    items.append(buffer.get_nowait())
                 except Empty:
                     break
             try:
-                self._spawn_batch(items)
+                self._spawn_batch(items, lane)
             except ContainerBeingKilled:
-                self._batch_slots.release()
+                free.release()
                 return  # stopping: the unacked messages go back to the broker
             except Exception as exc:
-                self._batch_slots.release()
+                free.release()
                 log.warning("could not start a batch from %s (%s); the broker will redeliver it",
                             self.queue.name, type(exc).__name__)
 
-    def _spawn_batch(self, items: list[tuple[dict[str, Any], Any]]) -> None:
+    def _spawn_batch(self, items: list[tuple[dict[str, Any], Any]], lane: int = 0) -> None:
         started = time.perf_counter()
 
         def handle_result(worker_ctx: Any, result: Any = None, exc_info: Any = None) -> Any:
@@ -416,12 +430,12 @@ class ReliableConsumer(Consumer):
                         value, error, seconds = None, exc_info, time.perf_counter() - started
                     self._on_result(message, loaded, time.perf_counter() - seconds, value, error)
             finally:
-                self._batch_slots.release()
+                self._lane_free[lane].release()
             return result, exc_info
 
         context_data = self.unpack_message_headers(items[0][1]) if len(items) == 1 else {}
-        self.container.spawn_worker(self, ([loaded for loaded, _ in items], batch_lock_key(self.queue.name)), {},
-                                    context_data=context_data, handle_result=handle_result)
+        args = ([loaded for loaded, _ in items], batch_lock_key(self.queue.name, lane, self.lanes), lane)
+        self.container.spawn_worker(self, args, {}, context_data=context_data, handle_result=handle_result)
 
     def _on_result(self, message: Any, loaded: dict[str, Any], started: float, result: Any, exc_info: Any) -> Any:
         # An exception here would kill the container (nameko treats it as the entrypoint failing). Settling a
@@ -491,7 +505,7 @@ Outcome = tuple[Any, Any, float]  # (result, exc_info, seconds) of one message
 
 
 def run_batch(service: Any, fn: Callable[[Any, dict[str, Any]], Any], items: list[dict[str, Any]],
-              lock_key: int | None = None) -> list[Outcome]:
+              lock_key: int | None = None, lane: int | None = None) -> list[Outcome]:
     """Run `fn` once per message in one transaction, each in a savepoint; commit once; one outcome per message.
 
     A message whose handler raises is rolled back to its savepoint and reported with its exception (the consumer
@@ -499,6 +513,7 @@ def run_batch(service: Any, fn: Callable[[Any, dict[str, Any]], Any], items: lis
     every message of the batch is retried."""
     factory = next(v for v in vars(service).values() if isinstance(v, UowFactory))
     batch = factory.store.batch_uow()
+    batch.lane = lane
     batch.open(lock_key)
     factory.batch = batch
     outcomes: list[Outcome] = []
@@ -529,8 +544,9 @@ def run_batch(service: Any, fn: Callable[[Any, dict[str, Any]], Any], items: lis
 
 def _batched(fn: Callable[[Any, dict[str, Any]], Any]) -> Callable[..., list[Outcome]]:
     @functools.wraps(fn)
-    def run(self: Any, items: list[dict[str, Any]], lock_key: int | None = None) -> list[Outcome]:
-        return run_batch(self, fn, items, lock_key)
+    def run(self: Any, items: list[dict[str, Any]], lock_key: int | None = None,
+            lane: int | None = None) -> list[Outcome]:
+        return run_batch(self, fn, items, lock_key, lane)
     return run
 
 

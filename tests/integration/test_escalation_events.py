@@ -31,7 +31,9 @@ def fast_policy(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def esc(run_service: Any, fast_policy: Path) -> Iterator[Any]:
-    yield run_service(EscalationService, ESCALATION_POLICY=str(fast_policy), TIMER_INTERVAL=0.05, DB_POOL_SIZE=4)
+    # Two lanes (ESCALATION_LANES; one is the default): one request's events stay in order within a lane.
+    yield run_service(EscalationService, ESCALATION_POLICY=str(fast_policy), TIMER_INTERVAL=0.05, DB_POOL_SIZE=4,
+                      CONSUMER_LANES=2)
 
 
 @pytest.fixture

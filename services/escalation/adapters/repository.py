@@ -292,13 +292,15 @@ def mark_request_timers_fired(uow: UnitOfWork, ids: Sequence[int], at: datetime)
 # -- counters (updated in the verdict's transaction; keys sorted so two transactions never deadlock) ----------
 
 SHARDS = 16
+LANE_SHARDS = 8  # shards 0-7 belong to the consumer lanes, 8-15 to everything else (timers, API)
 
 
 def bump_counters(uow: UnitOfWork, verdicts: dict[tuple[str, ...], int], elapsed: dict[tuple[Any, ...], list[float]],
                   escalations: dict[tuple[str, str], int], fallbacks: dict[str, int]) -> None:
-    # A shard per transaction, not per process: the concurrent workers of one process (and replicas) then
-    # rarely queue on the same counter row, which had serialised every verdict (bench: Lock:transactionid waits).
-    sh = random.randrange(SHARDS)
+    # A consumer lane's batch writes its own shard: two lanes' batches, each holding its counter rows until it
+    # commits, never take the same row (they would deadlock, taking them in different orders). Other
+    # transactions (timer passes, API) take a random shard of the rest, held only for one short transaction.
+    sh = uow.lane % LANE_SHARDS if uow.lane is not None else random.randrange(LANE_SHARDS, SHARDS)
     insert_many(uow, "INSERT INTO verdict_counts (clock, outcome, category, priority, channel, property_id, shard, n)",
                 [(*k, sh, n) for k, n in sorted(verdicts.items())],
                 "ON CONFLICT (clock, outcome, category, priority, channel, property_id, shard) "

@@ -32,3 +32,25 @@ def test_a_work_order_no_return_visit_raised_is_ignored_without_a_transaction() 
 def test_a_follow_up_work_order_or_a_fact_still_opens_a_transaction(event: dict[str, Any]) -> None:
     with pytest.raises(AssertionError, match="should not open"):
         handle_event(NoTransaction(), Runtime(), event)  # type: ignore[arg-type]
+
+
+def test_a_lanes_batch_writes_its_own_counter_shard_and_other_transactions_the_rest() -> None:
+    from services.escalation.adapters import repository as repo
+
+    class Recorder:
+        lane: int | None = None
+
+        def __init__(self) -> None:
+            self.params: list[Any] = []
+
+        def execute(self, sql: str, params: Any = None) -> None:
+            self.params.append(params)
+
+    def shard_used(lane: int | None) -> int:
+        uow = Recorder()
+        uow.lane = lane
+        repo.bump_counters(uow, {("on_site", "met", "repair", "urgent", "phone", "LY"): 1}, {}, {}, {})  # type: ignore[arg-type]
+        return int(uow.params[0][-2])
+
+    assert shard_used(0) == 0 and shard_used(1) == 1
+    assert all(repo.LANE_SHARDS <= shard_used(None) < repo.SHARDS for _ in range(50))
