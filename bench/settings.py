@@ -53,6 +53,6 @@ class Sizes:
         if not quick:
             return cls(quick=False)
         return cls(quick=True, rates=[20], baseline_rates=[40], publishers=2, warmup_s=1.0, steady_s=4.0,
-                   drain_s=30.0, latency_rate=30, latency_s=3.0, http_concurrency=[1, 16, 64], http_s=1.0,
+                   drain_s=30.0, latency_rate=30, latency_s=3.0, http_concurrency=[1, 16, 64], http_s=3.0,
                    timer_open=10_000, timer_due=300, timer_due_window_s=3.0, timer_instances=[1],
                    growth_sizes=[10_000], growth_s=1.0, profile_s=3.0)

@@ -47,10 +47,13 @@ def test_quick_bench_report_is_complete_and_nothing_lost(tmp_path: Path) -> None
     assert report["baseline"]["steps"]
     for hop in ("registered", "assigned", "clock_first_response_started", "all_clocks_started"):
         assert report["latency"]["amqp"][hop]["n"] > 0, hop
-    for kind in ("submit", "get_by_number"):
-        for c in ("1", "16", "64"):
-            assert "error" not in report["http"][kind][c], report["http"][kind][c]
-            assert report["http"][kind][c]["requests"] > 0
+    if "skipped" in report["http"]:  # a machine without wrk (.ci/run installs it): the section says so
+        assert "wrk" in report["http"]["skipped"]
+    else:
+        for kind in ("submit", "get_by_number"):
+            for c in ("1", "16", "64"):
+                assert "error" not in report["http"][kind][c], report["http"][kind][c]
+                assert report["http"][kind][c]["requests"] > 0, (kind, c)
     assert report["timers"]["status"] in ("measured", "not_available")
     if report["timers"]["status"] == "measured":
         assert report["timers"]["lateness"]["1"]["fired"] > 0
