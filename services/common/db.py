@@ -97,21 +97,28 @@ class UnitOfWork:
         # A unit of work may be entered again (read, then write): each block starts uncommitted.
         self.committed = False
         self._published = 0
-        conn: Any = self.pool.getconn()
-        conn.row_factory = dict_row
-        self.conn = conn
+        self.conn = self._checkout()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        # Rollback by default: anything not committed when the block ends is undone (also statements run after
+        # a commit, which opened a new transaction).
+        self._give_back(self.conn)
+
+    def _checkout(self) -> Any:
+        conn: Any = self.pool.getconn()
+        conn.row_factory = dict_row
+        return conn
+
+    def _give_back(self, conn: Any) -> None:
+        """Roll back what is uncommitted and return the connection to the pool."""
         try:
-            # Rollback by default: anything not committed when the block ends is undone (also statements
-            # run after a commit, which opened a new transaction).
-            if not self.conn.closed and self.conn.info.transaction_status != TransactionStatus.IDLE:
-                self.conn.rollback()
+            if not conn.closed and conn.info.transaction_status != TransactionStatus.IDLE:
+                conn.rollback()
         finally:
             # Other users of the pool (relay, collectors) read tuples: hand the connection back as found.
-            self.conn.row_factory = tuple_row  # type: ignore[assignment]
-            self.pool.putconn(self.conn)  # type: ignore[arg-type]
+            conn.row_factory = tuple_row
+            self.pool.putconn(conn)
 
     def execute(self, sql: str, params: Any = None) -> psycopg.Cursor[dict[str, Any]]:
         return self.conn.execute(sql, params)  # type: ignore[arg-type]
@@ -197,9 +204,7 @@ class BatchUnitOfWork(UnitOfWork):
 
     # -- the batch's life, driven by the consumer (services.common.nameko_ext.run_batch)
     def open(self, lock_key: int | None = None) -> None:
-        conn: Any = self.pool.getconn()
-        conn.row_factory = dict_row
-        self._conn = conn
+        self._conn = self._checkout()
         self._lock_sql = "" if lock_key is None else f"SELECT pg_advisory_xact_lock({int(lock_key)}); "
 
     def begin_item(self) -> None:
@@ -219,8 +224,7 @@ class BatchUnitOfWork(UnitOfWork):
             self.undo_item()
         else:
             self._batch_published += self._published
-        if self._savepoint_sql is not None:  # untouched: the next message need not release anything new
-            self._savepoint_sql = None
+        self._savepoint_sql = None  # if still due, the message never used the connection: nothing to release
 
     def finish(self) -> None:
         self._conn.commit()
@@ -228,12 +232,7 @@ class BatchUnitOfWork(UnitOfWork):
             self._on_commit()
 
     def close(self) -> None:
-        try:
-            if not self._conn.closed and self._conn.info.transaction_status != TransactionStatus.IDLE:
-                self._conn.rollback()
-        finally:
-            self._conn.row_factory = tuple_row  # type: ignore[assignment]
-            self.pool.putconn(self._conn)
+        self._give_back(self._conn)
 
     # -- what a handler sees: the usual unit of work, inside its message's savepoint
     def __enter__(self) -> UnitOfWork:

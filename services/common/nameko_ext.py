@@ -259,8 +259,8 @@ class SafeQueueConsumer(QueueConsumer):
     @property
     def prefetch_count(self) -> int:
         cfg = self.container.config
-        size, workers = batch_settings(cfg)
-        return int(cfg.get("CONSUMER_PREFETCH", 0) or 2 * size * workers)
+        size, lanes = batch_settings(cfg)
+        return int(cfg.get("CONSUMER_PREFETCH", 0) or 2 * size * lanes)
 
     def get_consumers(self, consumer_cls: type[KombuConsumer], channel: Any) -> Any:
         consumers = super().get_consumers(consumer_cls, channel)

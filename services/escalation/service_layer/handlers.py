@@ -412,7 +412,8 @@ def handle_event(uow: UnitOfWork, rt: Runtime, env: dict[str, Any]) -> str | Non
     event_type, data = env["event_type"], env["data"]
     if event_type not in CLOCK_TABLE and event_type not in ("IncidentClustered", "ResidentRejected"):
         return None
-    if event_type not in FACT_BEARING and not actions_for(event_type, data, env["occurred_at"]):
+    actions = actions_for(event_type, data, env["occurred_at"])
+    if event_type not in FACT_BEARING and not actions:
         # e.g. a WorkOrderCreated that no return visit raised: nothing to record, so no transaction at all
         # (a third of this service's deliveries under load).
         return "ignored"
@@ -430,7 +431,6 @@ def handle_event(uow: UnitOfWork, rt: Runtime, env: dict[str, Any]) -> str | Non
             changes.save(uow)
             uow.commit()
             return "ok"
-        actions = actions_for(event_type, data, env["occurred_at"])
         subject = actions[0].subject if actions else str(data["request_no"])
         row = repo.lock_subject(uow, subject)
         if event_type in ("RequestRegistered", "ShiftHandoverPublished"):

@@ -631,19 +631,13 @@ class Request:
         """The supervisor called in answers (主管答复): stops the supervisor_answer clock. Refused (409) when no
         supervisor was called in, or the one called in has already answered."""
         now = utc(now)
-        errors: dict[str, str] = {}
-        answer = _check_text(errors, "answer", answer, max_len=MAX_DESCRIPTION, required=True) or ""
-        by = _check_agent(errors, "by", by) or ""
-        if errors:
-            raise InvalidRequest(errors)
-        self._require_open("record a supervisor's answer on")
+        answer, by = self._staff_text("answer", answer, by, "record a supervisor's answer on", max_len=MAX_DESCRIPTION)
         pending = self.pending_supervisor_call
         if pending is None:
             why = ("the supervisor called in has already answered" if self.supervisor_calls
                    else "no supervisor was called in")
             raise ActionRefused(f"{why} on {self.request_no}; call one in first", current_state=self.status,
                                 field="supervisor", code="no_supervisor_called")
-        answer = without_contact(answer, self.reporter)
         self.supervisor_calls[-1] = dataclasses.replace(pending, answer=answer, answered_by=by, answered_at=now)
         return self._record(ev.SupervisorAnswered(
             request_no=self.request_no, property_id=self.property_id, supervisor=pending.supervisor, answer=answer,
@@ -653,17 +647,11 @@ class Request:
         """A problem that cannot be solved within the ordinary time: 复杂问题需在48小时内给出解决方案. Starts the
         plan clock (48 hours by default). Marked once."""
         now = utc(now)
-        errors: dict[str, str] = {}
-        reason = _check_text(errors, "reason", reason, max_len=500, required=True, min_len=2) or ""
-        by = _check_agent(errors, "by", by) or ""
-        if errors:
-            raise InvalidRequest(errors)
-        self._require_open("mark complex")
+        reason, by = self._staff_text("reason", reason, by, "mark complex", max_len=500, min_len=2)
         if self.marked_complex is not None:
             raise ActionRefused(f"{self.request_no} was already marked complex at "
                                 f"{self.marked_complex.at.isoformat()}", current_state=self.status,
                                 field="state", code="already_complex")
-        reason = without_contact(reason, self.reporter)
         self.marked_complex = StaffNote(reason, by, now)
         return self._record(ev.RequestMarkedComplex(
             request_no=self.request_no, property_id=self.property_id, category=self.classification.category,
@@ -673,12 +661,7 @@ class Request:
         """The solution plan (解决方案) of a complex request: stops the plan clock. Refused (409) for a request not
         marked complex, or whose plan was already given."""
         now = utc(now)
-        errors: dict[str, str] = {}
-        plan = _check_text(errors, "plan", plan, max_len=MAX_DESCRIPTION, required=True, min_len=2) or ""
-        by = _check_agent(errors, "by", by) or ""
-        if errors:
-            raise InvalidRequest(errors)
-        self._require_open("give a plan for")
+        plan, by = self._staff_text("plan", plan, by, "give a plan for", max_len=MAX_DESCRIPTION, min_len=2)
         if self.marked_complex is None:
             raise ActionRefused(f"{self.request_no} is not marked complex: only a complex problem gets a plan; "
                                 f"mark it complex first", current_state=self.status, field="state",
@@ -686,7 +669,6 @@ class Request:
         if self.plan is not None:
             raise ActionRefused(f"the plan for {self.request_no} was already given at {self.plan.at.isoformat()}",
                                 current_state=self.status, field="state", code="plan_already_given")
-        plan = without_contact(plan, self.reporter)
         self.plan = StaffNote(plan, by, now)
         return self._record(ev.PlanGiven(
             request_no=self.request_no, property_id=self.property_id, plan=plan, given_by=by,
@@ -696,17 +678,12 @@ class Request:
         """The resident's first answer from staff (每次求助响应时间不超过30分钟): stops the first_response clock. Given
         once (a work order's assignment also stops that clock, on dispatch's side)."""
         now = utc(now)
-        errors: dict[str, str] = {}
-        response = _check_text(errors, "response", response, max_len=MAX_DESCRIPTION, required=True) or ""
-        by = _check_agent(errors, "by", by) or ""
-        if errors:
-            raise InvalidRequest(errors)
-        self._require_open("give a first response to")
+        response, by = self._staff_text("response", response, by, "give a first response to",
+                                        max_len=MAX_DESCRIPTION)
         if self.first_response is not None:
             raise ActionRefused(f"the first response to {self.request_no} was already given at "
                                 f"{self.first_response.at.isoformat()}", current_state=self.status,
                                 field="state", code="already_responded")
-        response = without_contact(response, self.reporter)
         self.first_response = StaffNote(response, by, now)
         return self._record(ev.FirstResponseGiven(
             request_no=self.request_no, property_id=self.property_id, category=self.classification.category,
@@ -716,12 +693,7 @@ class Request:
         """The reply to a complaint (向业主、住户答复时间最长不应超过一周): stops the complaint_reply clock. Only a
         request classed complaint gets one (409 otherwise: reclassify it first), once."""
         now = utc(now)
-        errors: dict[str, str] = {}
-        reply = _check_text(errors, "reply", reply, max_len=MAX_DESCRIPTION, required=True, min_len=2) or ""
-        by = _check_agent(errors, "by", by) or ""
-        if errors:
-            raise InvalidRequest(errors)
-        self._require_open("reply to")
+        reply, by = self._staff_text("reply", reply, by, "reply to", max_len=MAX_DESCRIPTION, min_len=2)
         category = self.classification.category
         if category != "complaint":
             raise ActionRefused(f"only a complaint gets a complaint reply: {self.request_no} is classed {category} "
@@ -731,7 +703,6 @@ class Request:
             raise ActionRefused(f"the complaint {self.request_no} was already replied to at "
                                 f"{self.complaint_reply.at.isoformat()}", current_state=self.status,
                                 field="state", code="already_replied")
-        reply = without_contact(reply, self.reporter)
         self.complaint_reply = StaffNote(reply, by, now)
         return self._record(ev.ComplaintReplied(
             request_no=self.request_no, property_id=self.property_id, category=category,
@@ -789,6 +760,18 @@ class Request:
             request_no=self.request_no, property_id=self.property_id, category=self.classification.category,
             closed_reason=self.closed_reason, closed_by=self.closed_by, owner_agent=self.owner_agent,
             closed_at=self.closed_at))
+
+    def _staff_text(self, name: str, text: Any, by: Any, action: str, *, max_len: int,
+                    min_len: int = 1) -> tuple[str, str]:
+        """A staff action's text and author, both checked (every bad field named at once), on an open request;
+        the text with the resident's phone numbers and name masked, as it is stored and published."""
+        errors: dict[str, str] = {}
+        checked = _check_text(errors, name, text, max_len=max_len, required=True, min_len=min_len) or ""
+        author = _check_agent(errors, "by", by) or ""
+        if errors:
+            raise InvalidRequest(errors)
+        self._require_open(action)
+        return without_contact(checked, self.reporter), author
 
     def _require_open(self, action: str) -> None:
         if not self.is_open:
