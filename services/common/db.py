@@ -11,6 +11,7 @@ import services.common  # noqa: F401  (sets PSYCOPG_WAIT_FUNC before psycopg is 
 
 import json
 import logging
+import re
 import uuid
 from datetime import datetime, UTC
 from pathlib import Path
@@ -63,16 +64,43 @@ def jsonb(value: Any) -> Jsonb:
     return Jsonb(value, dumps=lambda o: json.dumps(o, default=_json_default, ensure_ascii=False))
 
 
+_INSERT_HEAD = re.compile(r"^\s*INSERT INTO (\w+) \(([^)]*)\)\s*$")
+
+
+def _json_param(value: Any) -> Any:
+    if isinstance(value, Jsonb):
+        return value.obj
+    return _json_default(value)
+
+
+def json_rows(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """Rows as one JSON array of objects, for `json_populate_recordset` (see `insert_many`)."""
+    return json.dumps([dict(zip(columns, r, strict=True)) for r in rows], default=_json_param, ensure_ascii=False)
+
+
+def rows_of(table: str, columns: str) -> str:
+    """`SELECT <columns> FROM` the rows of a JSON parameter, typed as `table`'s columns."""
+    return f"SELECT {columns} FROM json_populate_recordset(NULL::{table}, %s::json) WHERE true"
+
+
 def insert_many(uow: UnitOfWork, head: str, rows: Sequence[Sequence[Any]], tail: str = "") -> None:
-    """One multi-row INSERT per chunk: psycopg's executemany waits once per row under eventlet."""
+    """All rows in one statement whose text does not depend on how many there are: the rows travel as one JSON
+    parameter, typed by the table (`json_populate_recordset`). A multi-row VALUES list was a new statement for
+    each row count, which psycopg parsed afresh every time (its cache stops at 50 parameters) and Postgres could
+    never prepare: a third of a batch's writing time. `head` is `INSERT INTO <table> (<columns>)`."""
     if not rows:
         return
-    width = len(rows[0])
-    per = max(1, 30000 // width)  # below Postgres's 65535 bind parameters
-    one = "(" + ", ".join(["%s"] * width) + ")"
-    for i in range(0, len(rows), per):
-        chunk = rows[i:i + per]
-        uow.execute(f"{head} VALUES {', '.join([one] * len(chunk))} {tail}", [v for r in chunk for v in r])
+    m = _INSERT_HEAD.match(head)
+    if m is None:
+        raise ValueError(f"insert_many needs 'INSERT INTO <table> (<columns>)', not {head!r}")
+    table, columns = m.group(1), m.group(2)
+    names = [c.strip() for c in columns.split(",")]
+    # `WHERE true`: an ON CONFLICT right after a FROM would otherwise be read as part of it.
+    uow.execute(f"{head} {rows_of(table, columns)} {tail}", (json_rows(names, rows),))
+
+
+_OUTBOX = "event_id, exchange, routing_key, body"
+_TIMELINE = "request_no, at, event_type, event_id, data"
 
 
 class UnitOfWork:
@@ -124,25 +152,26 @@ class UnitOfWork:
         return self.conn.execute(sql, params)  # type: ignore[arg-type]
 
     def publish(self, events: Event | Iterable[Event], *, correlation_id: str | None = None) -> list[dict[str, Any]]:
-        batch = [events] if isinstance(events, Event) else list(events)
-        envelopes = [envelope(e, self.service, now=self.now(), correlation_id=correlation_id) for e in batch]
-        if envelopes:
-            outbox = [(e["event_id"], f"{self.service}.events", e["event_type"], jsonb(e)) for e in envelopes]
-            # The service's part of the request's timeline, assembled by the gateway across services.
-            timeline = [(e["request_no"], e["occurred_at"], e["event_type"], e["event_id"], jsonb(e["data"]))
-                        for e in envelopes if e["request_no"]]
-            if timeline and len(outbox) <= 1000:
-                # Both tables in one statement, one round trip (the usual case: a handful of events).
-                self.execute(f"WITH o AS (INSERT INTO outbox (event_id, exchange, routing_key, body) VALUES "
-                             f"{', '.join(['(%s, %s, %s, %s)'] * len(outbox))}) "
-                             f"INSERT INTO timeline (request_no, at, event_type, event_id, data) VALUES "
-                             f"{', '.join(['(%s, %s, %s, %s, %s)'] * len(timeline))}",
-                             [v for r in outbox for v in r] + [v for r in timeline for v in r])
-            else:
-                insert_many(self, "INSERT INTO outbox (event_id, exchange, routing_key, body)", outbox)
-                insert_many(self, "INSERT INTO timeline (request_no, at, event_type, event_id, data)", timeline)
-            self._published += len(envelopes)
+        envelopes = self._envelopes(events, correlation_id)
+        self._write_outbox(envelopes)
+        self._published += len(envelopes)
         return envelopes
+
+    def _envelopes(self, events: Event | Iterable[Event], correlation_id: str | None) -> list[dict[str, Any]]:
+        batch = [events] if isinstance(events, Event) else list(events)
+        return [envelope(e, self.service, now=self.now(), correlation_id=correlation_id) for e in batch]
+
+    def _write_outbox(self, envelopes: list[dict[str, Any]]) -> None:
+        if not envelopes:
+            return
+        outbox = [(e["event_id"], f"{self.service}.events", e["event_type"], e) for e in envelopes]
+        # The service's part of the request's timeline, assembled by the gateway across services.
+        timeline = [(e["request_no"], e["occurred_at"], e["event_type"], e["event_id"], e["data"])
+                    for e in envelopes if e["request_no"]]
+        # Both tables in one statement, one round trip, the same text whatever the number of events.
+        self.execute(f"WITH o AS (INSERT INTO outbox ({_OUTBOX}) {rows_of('outbox', _OUTBOX)}) "
+                     f"INSERT INTO timeline ({_TIMELINE}) {rows_of('timeline', _TIMELINE)}",
+                     (json_rows(_OUTBOX.split(", "), outbox), json_rows(_TIMELINE.split(", "), timeline)))
 
     def claim(self, event_id: str, queue: str) -> bool:
         """Record a consumed message id; False when it was already processed (a redelivery)."""
@@ -171,30 +200,59 @@ class UnitOfWork:
         self.conn.commit()
 
 
+class RedoCarefully(Exception):
+    """A batch in fast mode met something it cannot undo for one message alone; the batch is rolled back and
+    run again with a savepoint per message (services.common.nameko_ext.run_batch)."""
+
+
 class BatchUnitOfWork(UnitOfWork):
-    """One transaction for a batch of consumed messages, one savepoint per message.
+    """One transaction for a batch of consumed messages.
 
     Per-message transactions cost a BEGIN and a COMMIT (a WAL flush) per message, ~12 commits per request across
-    the services; a batch pays one. Each message runs inside the savepoint `item`: a handler that raises or ends
-    without `commit()` is rolled back to it, and the other messages of the batch are unaffected. `commit()` marks
-    the message's work as kept; the batch commits once at the end (`finish`), and only then are the messages
-    acknowledged, so a crash before it redelivers the whole batch (the inboxes make that harmless).
+    the services; a batch pays one. The batch commits once at the end (`finish`), and only then are its messages
+    acknowledged, so a crash before it redelivers the whole batch (the inboxes make that harmless). What a
+    handler sees does not change: its work is kept only when it commits, and a message whose handler raises
+    leaves nothing behind and does not undo the others. Two ways to keep that promise:
 
-    The savepoint is taken when the message first uses the connection, in the same round trip as releasing the
-    previous one (and, for the batch's first, as its advisory lock): a message its handler ignores costs nothing.
+    - careful: each message runs inside the savepoint `item`; a handler that raises or ends without `commit()`
+      is rolled back to it. The savepoint is taken when the message first uses the connection, in the same round
+      trip as releasing the previous one (and, for the batch's first, as its advisory lock): a message its handler
+      ignores costs nothing.
+    - fast (tried first): no savepoints; inbox claims are read for the whole batch in one statement and written
+      in one at the end, and published events are kept in memory and written to the outbox in one statement at
+      the end; a service may keep more of its writes for the end (`on_finish`, escalation's batch cache). A
+      message that cannot be undone alone (its handler raised, rolled back, or used the connection in a block
+      it did not commit) raises `RedoCarefully`: the batch is rolled back and run again carefully. Per message
+      that saves the savepoint, the claim and the outbox round trips (three of a handler's ~6-15).
     """
 
     def __init__(self, pool: Any, service: str, on_commit: Callable[[], None] | None = None,
                  clock: Callable[[], datetime] | None = None) -> None:
         super().__init__(pool, service, on_commit, clock)
+        self.fast = False
         self._lock_sql = ""
         self._savepoint_sql: str | None = None  # due before the message's first statement
         self._has_savepoint = False
         self._advance = False  # a block of this message committed: move the savepoint before the next block
         self._batch_published = 0
+        # fast mode: the batch's event ids, those already in the inbox (read at the first claim), and what the
+        # committed blocks (kept) and the current one (pending) claimed and published
+        self._candidates: set[str] = set()
+        self._seen: set[str] | None = None
+        self._used = False  # the current block used the connection
+        self._claims: list[tuple[str, str]] = []  # (event id, queue)
+        self._pending_claims: list[tuple[str, str]] = []
+        self._outbox: list[dict[str, Any]] = []
+        self._pending_outbox: list[dict[str, Any]] = []
+        self._finishers: list[Callable[[BatchUnitOfWork], None]] = []
+        self.cache: dict[str, Any] = {}  # a service's per-batch state (fast mode only)
+        self.items: list[dict[str, Any]] = []  # the batch's messages, as loaded
 
     @property  # type: ignore[override]
     def conn(self) -> psycopg.Connection[dict[str, Any]]:  # type: ignore[override]
+        if self.fast:
+            self._used = True
+            return self._raw()
         if self._savepoint_sql is not None:
             sql, self._savepoint_sql = self._savepoint_sql, None
             self._conn.execute(sql)  # type: ignore[arg-type]
@@ -202,31 +260,82 @@ class BatchUnitOfWork(UnitOfWork):
             self._has_savepoint = True
         return self._conn
 
+    def _raw(self) -> psycopg.Connection[dict[str, Any]]:
+        """The connection, after the batch's advisory lock (taken before its first statement)."""
+        if self._lock_sql:
+            sql, self._lock_sql = self._lock_sql, ""
+            self._conn.execute(sql)  # type: ignore[arg-type]
+        return self._conn
+
     # -- the batch's life, driven by the consumer (services.common.nameko_ext.run_batch)
-    def open(self, lock_key: int | None = None) -> None:
+    def open(self, lock_key: int | None = None, *, fast: bool = False,
+             items: Sequence[dict[str, Any]] = ()) -> None:
         self._conn = self._checkout()
+        self.fast = fast
+        self.items = list(items)
+        self._candidates = {str(i["event_id"]) for i in self.items if i.get("event_id")}
         self._lock_sql = "" if lock_key is None else f"SELECT pg_advisory_xact_lock({int(lock_key)}); "
+        if fast and not self._lock_sql:
+            # A transaction must be open before a handler's `conn.transaction()`, or psycopg would commit
+            # that block on its own instead of taking a savepoint.
+            self._lock_sql = "SELECT 1"
+
+    def on_finish(self, fn: Callable[[BatchUnitOfWork], None]) -> None:
+        """Run `fn(self)` before the batch's own writes at `finish` (fast mode: a service's kept writes)."""
+        self._finishers.append(fn)
 
     def begin_item(self) -> None:
-        release = "RELEASE SAVEPOINT item; " if self._has_savepoint else ""
-        self._savepoint_sql = f"{self._lock_sql}{release}SAVEPOINT item"
         self._advance = False
         self.committed = False
         self._published = 0
+        if self.fast:
+            self._used = False
+            self._pending_claims, self._pending_outbox = [], []
+            return
+        release = "RELEASE SAVEPOINT item; " if self._has_savepoint else ""
+        self._savepoint_sql = f"{self._lock_sql}{release}SAVEPOINT item"
 
     def undo_item(self) -> None:
-        if self._savepoint_sql is None:  # the message used the connection: undo back to its savepoint
+        if self.fast:
+            if self._used:
+                raise RedoCarefully("a message's uncommitted statements cannot be undone alone")
+            self._pending_claims, self._pending_outbox = [], []
+        elif self._savepoint_sql is None:  # the message used the connection: undo back to its savepoint
             self._conn.execute("ROLLBACK TO SAVEPOINT item")
         self._published = 0
 
+    def _keep_block(self) -> None:
+        self._batch_published += self._published
+        self._published = 0
+        if self.fast:
+            self._claims += self._pending_claims
+            self._outbox += self._pending_outbox
+            self._pending_claims, self._pending_outbox = [], []
+            self._used = False
+
     def end_item(self, failed: bool) -> None:
+        if failed and self.fast:
+            raise RedoCarefully("a handler raised")
         if failed or not self.committed:
             self.undo_item()
         else:
-            self._batch_published += self._published
+            self._keep_block()
         self._savepoint_sql = None  # if still due, the message never used the connection: nothing to release
 
     def finish(self) -> None:
+        if self.fast:
+            for fn in self._finishers:
+                fn(self)
+            if self._outbox:
+                self._write_outbox(self._outbox)
+            if self._claims:
+                # The advisory lock keeps other instances' batches of this queue out until commit, so every
+                # claim read as new is still new; anything else is a surprise worth the careful run.
+                cur = self._raw().execute(
+                    "INSERT INTO inbox (event_id, queue) SELECT * FROM unnest(%s::text[], %s::text[]) "
+                    "ON CONFLICT DO NOTHING", ([c[0] for c in self._claims], [c[1] for c in self._claims]))
+                if cur.rowcount != len(self._claims):
+                    raise RedoCarefully("an inbox claim was taken by someone else during the batch")
         self._conn.commit()
         if self._batch_published and self._on_commit:
             self._on_commit()
@@ -237,9 +346,9 @@ class BatchUnitOfWork(UnitOfWork):
     # -- what a handler sees: the usual unit of work, inside its message's savepoint
     def __enter__(self) -> UnitOfWork:
         if self._advance:  # a second block after a committed one: keep the first block's work
-            self.conn.execute("RELEASE SAVEPOINT item; SAVEPOINT item")
-            self._batch_published += self._published
-            self._published = 0
+            if not self.fast:
+                self.conn.execute("RELEASE SAVEPOINT item; SAVEPOINT item")
+            self._keep_block()
             self._advance = False
         self.committed = False
         return self
@@ -247,6 +356,29 @@ class BatchUnitOfWork(UnitOfWork):
     def __exit__(self, *exc: object) -> None:
         if exc[0] is None and not self.committed:
             self.undo_item()
+
+    def execute(self, sql: str, params: Any = None) -> psycopg.Cursor[dict[str, Any]]:
+        return self.conn.execute(sql, params)  # type: ignore[arg-type]
+
+    def publish(self, events: Event | Iterable[Event], *, correlation_id: str | None = None) -> list[dict[str, Any]]:
+        if not self.fast:
+            return super().publish(events, correlation_id=correlation_id)
+        envelopes = self._envelopes(events, correlation_id)
+        self._pending_outbox += envelopes
+        self._published += len(envelopes)
+        return envelopes
+
+    def claim(self, event_id: str, queue: str) -> bool:
+        if not self.fast or event_id not in self._candidates:
+            return super().claim(event_id, queue)
+        if self._seen is None:
+            rows = self._raw().execute("SELECT event_id FROM inbox WHERE event_id = ANY(%s)",
+                                       (sorted(self._candidates),)).fetchall()
+            self._seen = {r["event_id"] for r in rows}
+        if event_id in self._seen or any(c[0] == event_id for c in (*self._claims, *self._pending_claims)):
+            return False  # processed already, or earlier in this batch (a redelivery that caught up)
+        self._pending_claims.append((event_id, queue))
+        return True
 
     def commit(self) -> None:
         self.committed = True

@@ -15,3 +15,5 @@ HANDLER_SECONDS = Histogram("event_handler_duration_seconds", "Time spent handli
 OUTBOX_PUBLISHED = Counter("outbox_published", "Outbox events published with broker confirms", ["service"])
 OUTBOX_PUBLISH_ERRORS = Counter("outbox_publish_errors", "Outbox relay publish failures (will retry)",
                                 ["service", "kind"])
+BATCHES_REDONE = Counter("consumer_batches_redone", "Batches rolled back in fast mode and run again with a "
+                         "savepoint per message (a handler raised or left statements uncommitted)", ["service"])

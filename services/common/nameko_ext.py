@@ -35,7 +35,7 @@ from prometheus_client import REGISTRY, disable_created_metrics, start_http_serv
 from prometheus_client.core import GaugeMetricFamily
 
 from services.common import logs, metrics, topology
-from services.common.db import BatchUnitOfWork, UnitOfWork, make_pool, migrate
+from services.common.db import BatchUnitOfWork, RedoCarefully, UnitOfWork, make_pool, migrate
 from services.common.publisher import ConfirmingPublisher, Outgoing
 from services.common.domain import DomainError
 from services.common.rpc import domain_errors
@@ -350,6 +350,7 @@ class ReliableConsumer(Consumer):
         for reason in DEAD_LETTER_REASONS:
             metrics.EVENTS_DEAD_LETTERED.labels(self.service, self.queue.name, reason)
         metrics.INBOX_DUPLICATES.labels(self.service, self.queue.name)
+        metrics.BATCHES_REDONE.labels(self.service)
         metrics.HANDLER_SECONDS.labels(self.service, self.queue.name)
 
     # -- dead letters
@@ -506,15 +507,28 @@ Outcome = tuple[Any, Any, float]  # (result, exc_info, seconds) of one message
 
 def run_batch(service: Any, fn: Callable[[Any, dict[str, Any]], Any], items: list[dict[str, Any]],
               lock_key: int | None = None, lane: int | None = None) -> list[Outcome]:
-    """Run `fn` once per message in one transaction, each in a savepoint; commit once; one outcome per message.
+    """Run `fn` once per message in one transaction; commit once; one outcome per message.
 
-    A message whose handler raises is rolled back to its savepoint and reported with its exception (the consumer
-    settles it: retry, dead-letter, requeue); the others are kept. If the batch cannot commit, this raises and
-    every message of the batch is retried."""
+    First in fast mode (no savepoints, claims and events written once for the batch: `BatchUnitOfWork`); if a
+    message there cannot be undone alone (its handler raised, rolled back, or left statements uncommitted), the
+    batch is rolled back and run again carefully, each message in a savepoint. There a message whose handler
+    raises is rolled back to its savepoint and reported with its exception (the consumer settles it: retry,
+    dead-letter, requeue); the others are kept. If the batch cannot commit, this raises and every message of the
+    batch is retried."""
     factory = next(v for v in vars(service).values() if isinstance(v, UowFactory))
+    try:
+        return _run(factory, service, fn, items, lock_key, lane, fast=True)
+    except RedoCarefully as why:
+        metrics.BATCHES_REDONE.labels(factory.store.service).inc()
+        log.debug("batch of %d redone with savepoints: %s", len(items), why)
+    return _run(factory, service, fn, items, lock_key, lane, fast=False)
+
+
+def _run(factory: UowFactory, service: Any, fn: Callable[[Any, dict[str, Any]], Any], items: list[dict[str, Any]],
+         lock_key: int | None, lane: int | None, fast: bool) -> list[Outcome]:
     batch = factory.store.batch_uow()
     batch.lane = lane
-    batch.open(lock_key)
+    batch.open(lock_key, fast=fast, items=items)
     factory.batch = batch
     outcomes: list[Outcome] = []
     try:
@@ -526,7 +540,11 @@ def run_batch(service: Any, fn: Callable[[Any, dict[str, Any]], Any], items: lis
                 batch.begin_item()
                 try:
                     result = fn(service, loaded)
-                except Exception:
+                except RedoCarefully:
+                    raise
+                except Exception as exc:
+                    if fast:
+                        raise RedoCarefully(f"a handler raised {type(exc).__name__}") from exc
                     error = sys.exc_info()
                     batch.end_item(failed=True)  # raises when the connection is gone: the batch fails whole
                     outcomes.append((None, error, time.perf_counter() - t0))
@@ -535,7 +553,14 @@ def run_batch(service: Any, fn: Callable[[Any, dict[str, Any]], Any], items: lis
                     outcomes.append((result, None, time.perf_counter() - t0))
             finally:
                 logs.unbind(token)
-        batch.finish()
+        try:
+            batch.finish()
+        except RedoCarefully:
+            raise
+        except Exception as exc:
+            if fast:
+                raise RedoCarefully(f"the batch's writes failed: {type(exc).__name__}") from exc
+            raise
     finally:
         factory.batch = None
         batch.close()

@@ -7,12 +7,13 @@ Real Postgres, as the intake role, on a scratch table in its schema (dropped aft
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 
-from services.common.db import BatchUnitOfWork, UnitOfWork, make_pool
+from services.common.db import BatchUnitOfWork, UnitOfWork, make_pool, migrate
 from services.common.domain import DomainError
 from services.common.nameko_ext import UowFactory, batch_lock_key, run_batch
 from tests.support import db_url
@@ -41,7 +42,8 @@ class _Service:
 
 
 @pytest.fixture
-def service() -> Iterator[_Service]:
+def service(infra: None) -> Iterator[_Service]:
+    migrate(db_url("intake"), Path("services/intake/migrations"), "intake")  # the inbox, as intake has it
     pool = make_pool(db_url("intake"), "intake", 1, "test-batches")
     with pool.connection() as conn:
         conn.execute("DROP TABLE IF EXISTS batch_rows")
@@ -148,3 +150,104 @@ def test_messages_a_handler_ignores_cost_no_statement_and_do_not_upset_the_savep
                                          {"n": 6}], batch_lock_key("test.batches"))
     assert [o[0] for o in outcomes] == [None, "ok", None, None, None, "ok"]
     assert rows(service) == {2: "", 6: ""}
+
+
+# -- fast mode: no savepoints, claims and events written once per batch; redone carefully when it must be ----------
+
+class _Counting:
+    """The batch's connection, counting the statements sent on it."""
+
+    def __init__(self, conn: Any, sent: list[str]) -> None:
+        self._conn, self._sent = conn, sent
+
+    def execute(self, sql: Any, params: Any = None) -> Any:
+        self._sent.append(str(sql).split()[0].upper())
+        return self._conn.execute(sql, params)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+
+def counting(service: _Service) -> list[str]:
+    sent: list[str] = []
+    store = service.uow.store
+    plain = store.batch_uow
+
+    def batch_uow() -> BatchUnitOfWork:
+        b = plain()
+        checkout, give_back = b._checkout, b._give_back
+        b._checkout = lambda: _Counting(checkout(), sent)  # type: ignore[method-assign]
+        b._give_back = lambda conn: give_back(conn._conn)  # type: ignore[method-assign]
+        return b
+
+    store.batch_uow = batch_uow  # type: ignore[method-assign]
+    return sent
+
+
+def claiming(svc: _Service, msg: dict[str, Any]) -> str:
+    uow = svc.uow()
+    with uow:
+        if not uow.claim(msg["event_id"], "test.batches"):
+            return "duplicate"
+        if msg.get("skip"):
+            return "nothing to do"  # claimed, then left without commit: the claim is not kept either
+        uow.execute("INSERT INTO batch_rows (n, note) VALUES (%s, %s)", (msg["n"], msg["event_id"]))
+        if msg.get("refuse"):
+            raise DomainError("refused", field="n")
+        uow.commit()
+    return "ok"
+
+
+def inbox(svc: _Service, ids: list[str]) -> list[str]:
+    with svc.uow.store.pool.connection() as conn:
+        return [r[0] for r in conn.execute("SELECT event_id FROM inbox WHERE event_id = ANY(%s) ORDER BY 1",
+                                           (ids,)).fetchall()]
+
+
+def redone(svc: _Service) -> float:
+    from services.common import metrics
+    return metrics.BATCHES_REDONE.labels(svc.uow.store.service)._value.get()
+
+
+def test_a_clean_batch_reads_and_writes_its_claims_once_and_takes_no_savepoint(service: _Service) -> None:
+    sent = counting(service)
+    before = redone(service)
+    ids = [f"fast-{i}" for i in range(20)]
+    outcomes = run_batch(service, claiming, [{"n": i, "event_id": e} for i, e in enumerate(ids)],
+                         batch_lock_key("test.batches"))
+    assert [o[0] for o in outcomes] == ["ok"] * 20
+    assert redone(service) == before
+    # the lock, one read of the inbox, 20 handler statements, one write of the inbox; no SAVEPOINT
+    assert sent == ["SELECT", "SELECT"] + ["INSERT"] * 20 + ["INSERT"]
+    assert inbox(service, ids) == sorted(ids)
+    assert len(rows(service)) == 20
+
+
+def test_a_redelivery_inside_one_batch_is_a_duplicate_and_claimed_once(service: _Service) -> None:
+    outcomes = run_batch(service, claiming, [{"n": 1, "event_id": "twice"}, {"n": 2, "event_id": "twice"}])
+    assert [o[0] for o in outcomes] == ["ok", "duplicate"]
+    assert inbox(service, ["twice"]) == ["twice"]
+    again = run_batch(service, claiming, [{"n": 3, "event_id": "twice"}])  # and in a later batch
+    assert [o[0] for o in again] == ["duplicate"]
+    assert rows(service) == {1: "twice"}
+
+
+def test_a_claim_whose_message_did_not_commit_is_not_kept(service: _Service) -> None:
+    before = redone(service)
+    outcomes = run_batch(service, claiming, [{"n": 1, "event_id": "kept"}, {"n": 2, "event_id": "dropped",
+                                                                            "skip": True}])
+    assert [o[0] for o in outcomes] == ["ok", "nothing to do"]
+    assert redone(service) == before  # it used no statement: nothing to undo, the fast batch stands
+    assert inbox(service, ["dropped", "kept"]) == ["kept"]
+
+
+def test_a_refused_message_in_a_fast_batch_redoes_the_batch_with_savepoints(service: _Service) -> None:
+    before = redone(service)
+    items = [{"n": i, "event_id": f"redo-{i}"} for i in range(5)]
+    items[2]["refuse"] = True
+    outcomes = run_batch(service, claiming, items, batch_lock_key("test.batches"))
+    assert redone(service) == before + 1
+    assert [o[0] for o in outcomes] == ["ok", "ok", None, "ok", "ok"]
+    assert outcomes[2][1][0] is DomainError
+    assert sorted(rows(service)) == [0, 1, 3, 4]
+    assert inbox(service, [i["event_id"] for i in items]) == ["redo-0", "redo-1", "redo-3", "redo-4"]

@@ -50,7 +50,8 @@ def test_a_lanes_batch_writes_its_own_counter_shard_and_other_transactions_the_r
         uow = Recorder()
         uow.lane = lane
         repo.bump_counters(uow, {("on_site", "met", "repair", "urgent", "phone", "LY"): 1}, {}, {}, {})  # type: ignore[arg-type]
-        return int(uow.params[0][-2])
+        import json
+        return int(json.loads(uow.params[0][0])[0]["shard"])
 
     assert shard_used(0) == 0 and shard_used(1) == 1
     assert all(repo.LANE_SHARDS <= shard_used(None) < repo.SHARDS for _ in range(50))
