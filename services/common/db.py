@@ -247,6 +247,7 @@ class BatchUnitOfWork(UnitOfWork):
         self._finishers: list[Callable[[BatchUnitOfWork], None]] = []
         self.cache: dict[str, Any] = {}  # a service's per-batch state (fast mode only)
         self.items: list[dict[str, Any]] = []  # the batch's messages, as loaded
+        self.position = -1  # which of them is being handled
 
     @property  # type: ignore[override]
     def conn(self) -> psycopg.Connection[dict[str, Any]]:  # type: ignore[override]
@@ -285,6 +286,7 @@ class BatchUnitOfWork(UnitOfWork):
         self._finishers.append(fn)
 
     def begin_item(self) -> None:
+        self.position += 1
         self._advance = False
         self.committed = False
         self._published = 0

@@ -28,6 +28,12 @@ from services.intake.domain.model import (
 
 def lookup_place(uow: UnitOfWork, property_id: str, unit: str | None) -> dict[str, Any] | None:
     """The property (None when unknown), whether it keeps a unit list, and the unit's building if listed."""
+    if (b := _batch(uow)) is not None:
+        return b.place(uow, property_id, unit)
+    return _lookup_place(uow, property_id, unit)
+
+
+def _lookup_place(uow: UnitOfWork, property_id: str, unit: str | None) -> dict[str, Any] | None:
     return uow.execute(
         "SELECT p.property_id, EXISTS (SELECT 1 FROM units x WHERE x.property_id = p.property_id) AS has_units, "
         "u.building AS unit_building FROM properties p "
@@ -46,6 +52,10 @@ def property_ids(uow: UnitOfWork) -> list[str]:
 # --- numbering and idempotency --------------------------------------------------------------------------------------
 
 def find_by_external_id(uow: UnitOfWork, source: str, external_id: str) -> str | None:
+    if (b := _batch(uow)) is not None:
+        read, found = b.registered(uow, source, external_id)
+        if read:
+            return found
     row = uow.execute("SELECT request_no FROM requests WHERE source = %s AND external_id = %s",
                       (source, external_id)).fetchone()
     return row["request_no"] if row else None
@@ -60,11 +70,20 @@ def next_seq(uow: UnitOfWork, property_id: str, local_day: date) -> tuple[int, d
 
     Also returns the instant read under the counter's row lock: used as the registration time, numbers and
     times then sort the same way (a clock read before or after the counter would not)."""
+    if (b := _batch(uow)) is not None:
+        return b.next_seq(uow, property_id, local_day)
+    last, at = _take_numbers(uow, property_id, local_day, 1)
+    return last, at
+
+
+def _take_numbers(uow: UnitOfWork, property_id: str, local_day: date, n: int) -> tuple[int, datetime]:
+    """The last of `n` numbers taken, and the instant they were taken at."""
     with uow.short_transaction() as conn, conn.cursor(row_factory=tuple_row) as cur:
         row = cur.execute(
-            "INSERT INTO request_numbers (property_id, local_day, last_seq) VALUES (%s, %s, 1) "
-            "ON CONFLICT (property_id, local_day) DO UPDATE SET last_seq = request_numbers.last_seq + 1 "
-            "RETURNING last_seq, clock_timestamp()", (property_id, local_day)).fetchone()
+            "INSERT INTO request_numbers (property_id, local_day, last_seq) VALUES (%s, %s, %s) "
+            "ON CONFLICT (property_id, local_day) DO UPDATE "
+            "SET last_seq = request_numbers.last_seq + EXCLUDED.last_seq RETURNING last_seq, clock_timestamp()",
+            (property_id, local_day, n)).fetchone()
     assert row is not None
     return int(row[0]), row[1]
 
@@ -182,6 +201,8 @@ def insert_request(uow: UnitOfWork, request: Request, *, vip: bool, compensation
          "registered_at": request.registered_at, "reported_at": reported_at,
          "ack_required": request.acknowledgement_required, "letter_id": letter_id},
     ).fetchone()
+    if row is not None and (b := _batch(uow)) is not None:
+        b.inserted(request)  # a redelivery later in the batch finds it
     return row is not None
 
 
@@ -383,3 +404,75 @@ def _default(o: Any) -> Any:
     if isinstance(o, (datetime, date)):
         return o.isoformat()
     return str(o)
+
+
+# --- a consumer's fast batch (services.common.db.BatchUnitOfWork) ----------------------------------------------------
+
+class _Batch:
+    """What a batch of inbound requests reads once instead of once per message: their places, which of them are
+    registered already, and their numbers. Numbers are taken for all the batch's requests of a property and day
+    in one short transaction (one commit, not one per request) at one instant, which is then every such
+    request's registration time: numbers and times still sort the same way. A message the batch cannot keep
+    (the whole batch is then redone with savepoints) leaves a gap in the day's numbers, never a duplicate."""
+
+    def __init__(self, items: list[dict[str, Any]]) -> None:
+        self.items = items
+        self.places: dict[tuple[str, str | None], dict[str, Any] | None] | None = None
+        self.known: dict[tuple[str, str], str | None] | None = None
+        self.numbers: dict[tuple[str, date], list[Any]] = {}  # [next, last, taken at]
+
+    def place(self, uow: UnitOfWork, property_id: str, unit: str | None) -> dict[str, Any] | None:
+        if self.places is None:
+            keys = sorted({(str(i.get("property_id")), i.get("unit")) for i in self.items}, key=str)
+            rows = uow.execute(
+                "SELECT k.property_id AS wanted, k.unit AS wanted_unit, p.property_id, "
+                "EXISTS (SELECT 1 FROM units x WHERE x.property_id = p.property_id) AS has_units, "
+                "u.building AS unit_building FROM unnest(%s::text[], %s::text[]) AS k(property_id, unit) "
+                "LEFT JOIN properties p ON p.property_id = k.property_id "
+                "LEFT JOIN units u ON u.property_id = k.property_id AND u.unit = k.unit",
+                ([k[0] for k in keys], [k[1] for k in keys])).fetchall()
+            self.places = {(r.pop("wanted"), r.pop("wanted_unit")): (r if r["property_id"] else None) for r in rows}
+        key = (property_id, unit)
+        if key not in self.places:
+            self.places[key] = _lookup_place(uow, property_id, unit)
+        return self.places[key]
+
+    def registered(self, uow: UnitOfWork, source: str, external_id: str) -> tuple[bool, str | None]:
+        """(read here, the request registered for (source, external_id) or None)."""
+        if self.known is None:
+            keys = sorted({(str(i["source"]), str(i["external_id"])) for i in self.items
+                           if i.get("source") and i.get("external_id")})
+            self.known = dict.fromkeys(keys)
+            if keys:
+                for r in uow.execute(
+                        "SELECT r.source, r.external_id, r.request_no FROM requests r "
+                        "JOIN unnest(%s::text[], %s::text[]) AS k(source, external_id) "
+                        "ON r.source = k.source AND r.external_id = k.external_id",
+                        ([k[0] for k in keys], [k[1] for k in keys])).fetchall():
+                    self.known[(r["source"], r["external_id"])] = r["request_no"]
+        key = (source, external_id)
+        return key in self.known, self.known.get(key)
+
+    def next_seq(self, uow: UnitOfWork, property_id: str, local_day: date) -> tuple[int, datetime]:
+        block = self.numbers.get((property_id, local_day))
+        if block is None or block[0] > block[1]:
+            position = getattr(uow, "position", 0)
+            n = max(1, sum(1 for i in self.items[position:] if i.get("property_id") == property_id))
+            last, at = _take_numbers(uow, property_id, local_day, n)
+            block = self.numbers[(property_id, local_day)] = [last - n + 1, last, at]
+        seq = block[0]
+        block[0] += 1
+        return int(seq), block[2]
+
+    def inserted(self, request: Request) -> None:
+        if self.known is not None and request.source and request.external_id:
+            self.known[(request.source, request.external_id)] = request.request_no
+
+
+def _batch(uow: Any) -> _Batch | None:
+    if not getattr(uow, "fast", False) or not uow.items or "source" not in uow.items[0]:
+        return None  # not a fast batch of inbound requests
+    b = uow.cache.get("intake")
+    if b is None:
+        b = uow.cache["intake"] = _Batch(uow.items)
+    return b  # type: ignore[no-any-return]

@@ -1,0 +1,117 @@
+"""Intake's fast batch of inbound requests (adapters.repository._Batch): places and earlier registrations read
+once per batch, numbers taken once per property and day. Each request is still registered exactly once, numbers
+stay distinct and sort as the registration times do, and a message the batch cannot keep is refused alone.
+Real Postgres, intake's schema, the real classifier."""
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from services.common import metrics
+from services.common.config import REPO_ROOT
+from services.common.contract.inbound import INBOUND_EXAMPLE, load_inbound
+from services.common.db import BatchUnitOfWork, UnitOfWork, make_pool, migrate
+from services.common.domain import DomainError
+from services.common.nameko_ext import UowFactory, batch_lock_key, run_batch
+from services.intake.adapters.dictionary import bounded_segmentation_dictionary, load_dictionary
+from services.intake.domain.classification import Classifier
+from services.intake.domain.numbering import parse_request_no
+from services.intake.entrypoints.service import register_command
+from services.intake.service_layer import handlers
+from tests.support import db_url
+
+
+class _Store:
+    service = "intake"
+
+    def __init__(self, pool: Any) -> None:
+        self.pool = pool
+
+    def uow(self) -> UnitOfWork:
+        return UnitOfWork(self.pool, self.service)
+
+    def batch_uow(self) -> BatchUnitOfWork:
+        return BatchUnitOfWork(self.pool, self.service)
+
+
+class _Service:
+    def __init__(self, store: _Store, classifier: Classifier) -> None:
+        self.uow = UowFactory(store)  # type: ignore[arg-type]
+        self.classifier = classifier
+
+
+def register(svc: _Service, data: dict[str, Any]) -> Any:
+    return handlers.register(svc.uow(), register_command(data), svc.classifier)
+
+
+@pytest.fixture(scope="module")
+def service(infra: None) -> Iterator[_Service]:
+    migrate(db_url("intake"), Path("services/intake/migrations"), "intake")
+    pool = make_pool(db_url("intake"), "intake", 3, "test-intake-batches")
+    classifier = Classifier(load_dictionary(REPO_ROOT / "services/intake/classification.yml"),
+                            bounded_segmentation_dictionary(60000))
+    try:
+        yield _Service(_Store(pool), classifier)
+    finally:
+        pool.close()
+
+
+def inbound(source: str, i: int, property_id: str = "LY") -> dict[str, Any]:
+    return load_inbound({**INBOUND_EXAMPLE, "source": source, "external_id": f"alarm-{i}", "property_id": property_id,
+                         "area": f"{i}号泵房", "building": None if property_id != "LY" else "3"})
+
+
+def redone() -> float:
+    return metrics.BATCHES_REDONE.labels("intake")._value.get()
+
+
+def registrations(svc: _Service, source: str) -> list[tuple[str, Any]]:
+    with svc.uow.store.pool.connection() as conn:
+        return conn.execute("SELECT request_no, registered_at FROM requests WHERE source = %s "  # type: ignore[return-value]
+                            "ORDER BY registered_at, request_no", (source,)).fetchall()
+
+
+def test_a_batch_registers_each_request_once_with_numbers_taken_together(service: _Service) -> None:
+    source = f"iot-{uuid.uuid4().hex[:8]}"
+    items = [inbound(source, i, "LY" if i % 3 else "JH") for i in range(12)] + [inbound(source, 4)]
+    before = redone()
+    outcomes = run_batch(service, register, items, batch_lock_key("intake.inbound"))
+    assert redone() == before  # it stayed in fast mode
+    assert all(o[1] is None for o in outcomes)
+    answers = [o[0] for o in outcomes]
+    assert [a["created"] for a in answers] == [True] * 12 + [False]
+    assert answers[12]["request_no"] == answers[4]["request_no"]  # the redelivery inside the batch
+    rows = registrations(service, source)
+    assert sorted(r[0] for r in rows) == sorted(a["request_no"] for a in answers[:12])
+    for property_id in ("LY", "JH"):
+        mine = [parse_request_no(a["request_no"]).seq for a in answers[:12]
+                if a["request_no"].startswith(property_id)]
+        assert mine == list(range(mine[0], mine[0] + len(mine)))  # one block, in message order
+        taken_at = {at for no, at in rows if no.startswith(property_id)}
+        assert len(taken_at) == 1  # one short transaction for the block
+    # time order is number order (a block's requests share the instant its numbers were taken at)
+    by_time = [parse_request_no(no) for no, _ in rows]
+    for property_id in ("LY", "JH"):
+        seqs = [p.seq for p in by_time if p.property_id == property_id]
+        assert seqs == sorted(seqs)
+
+    again = run_batch(service, register, [inbound(source, 7)], batch_lock_key("intake.inbound"))
+    assert again[0][0] == {"request_no": answers[7]["request_no"], "created": False}
+    assert len(registrations(service, source)) == 12
+
+
+def test_a_request_the_batch_cannot_keep_is_refused_alone_and_the_others_registered_once(service: _Service) -> None:
+    source = f"iot-{uuid.uuid4().hex[:8]}"
+    items = [inbound(source, i) for i in range(5)]
+    items[2] = inbound(source, 2, "NOPE")  # no such property
+    before = redone()
+    outcomes = run_batch(service, register, items, batch_lock_key("intake.inbound"))
+    assert redone() == before + 1
+    assert outcomes[2][1][0] is DomainError
+    assert [o[0]["created"] for i, o in enumerate(outcomes) if i != 2] == [True] * 4
+    numbers = [no for no, _ in registrations(service, source)]
+    assert len(numbers) == 4 and len({parse_request_no(n).seq for n in numbers}) == 4
