@@ -170,9 +170,13 @@ def get_incident(uow: UnitOfWork, incident_id: str) -> dict[str, Any] | None:
 
 def insert_request(uow: UnitOfWork, request: Request, *, vip: bool, compensation_demanded: bool,
                    reported_at: datetime | None, letter_id: uuid.UUID | None = None) -> bool:
-    """False when (source, external_id) was registered concurrently by another delivery."""
+    """False when (source, external_id) was registered concurrently by another delivery. The reporter's contact
+    row is written in the same statement (one round trip), and only with the request."""
     c = request.classification
+    caller = request.channel_details.get("caller_number")
+    contact = bool(request.reporter.name or request.reporter.phone or caller)
     row = uow.execute(
+        ("WITH r AS (" if contact else "") +
         """INSERT INTO requests (request_no, request_id, property_id, building, unit, area, channel, source,
                external_id, category, subcategory, priority, emergency, confidence, auto_classification,
                override_classification, complaint_valid, status, owner_agent, registered_by, reporter_kind,
@@ -184,8 +188,12 @@ def insert_request(uow: UnitOfWork, request: Request, *, vip: bool, compensation
                %(reporter_kind)s, %(description)s, %(details)s, %(paid_service)s, %(vip)s, %(compensation)s,
                %(duplicate_of)s, %(duplicate_reason)s, %(incident_id)s, %(registered_at)s, %(reported_at)s,
                %(ack_required)s, %(letter_id)s)
-           ON CONFLICT (source, external_id) DO NOTHING RETURNING 1""",
-        {"request_no": request.request_no, "request_id": request.id, "property_id": request.property_id,
+           ON CONFLICT (source, external_id) DO NOTHING RETURNING request_no"""
+        + (""") INSERT INTO contacts (request_no, name, phone, caller_number, property_id, registered_at)
+           SELECT request_no, %(contact_name)s, %(contact_phone)s, %(caller)s, %(property_id)s, %(registered_at)s
+           FROM r RETURNING 1""" if contact else ""),
+        {"contact_name": request.reporter.name, "contact_phone": request.reporter.phone, "caller": caller,
+         "request_no": request.request_no, "request_id": request.id, "property_id": request.property_id,
          "building": request.building, "unit": request.unit, "area": request.area, "channel": request.channel,
          "source": request.source, "external_id": request.external_id, "category": c.category,
          "subcategory": c.subcategory, "priority": c.priority, "emergency": c.emergency, "confidence": c.confidence,
@@ -204,15 +212,6 @@ def insert_request(uow: UnitOfWork, request: Request, *, vip: bool, compensation
     if row is not None and (b := _batch(uow)) is not None:
         b.inserted(request)  # a redelivery later in the batch finds it
     return row is not None
-
-
-def insert_contact(uow: UnitOfWork, request: Request) -> None:
-    caller = request.channel_details.get("caller_number")
-    if request.reporter.name or request.reporter.phone or caller:
-        uow.execute("INSERT INTO contacts (request_no, name, phone, caller_number, property_id, registered_at) "
-                    "VALUES (%s, %s, %s, %s, %s, %s)",
-                    (request.request_no, request.reporter.name, request.reporter.phone, caller, request.property_id,
-                     request.registered_at))
 
 
 _SELECT = ("SELECT r.*, c.name AS reporter_name, c.phone AS reporter_phone, c.caller_number "

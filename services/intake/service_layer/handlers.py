@@ -113,7 +113,6 @@ def _register(uow: UnitOfWork, cmd: RegisterRequest, classifier: Classifier, rul
         uow.rollback()
         existing = repo.find_by_external_id(uow, cmd.source, cmd.external_id or "")
         return {"request_no": existing, "created": False}, None, []
-    repo.insert_contact(uow, request)
     incident = _cluster(uow, request, rules, now)
     c = request.classification
     result = {"request_no": request.request_no, "created": True, "status": request.status,
