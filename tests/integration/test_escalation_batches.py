@@ -236,3 +236,30 @@ def test_a_failing_message_sends_the_batch_round_again_carefully_with_the_same_o
     reference, reference_nos = scenario("6")
     one_by_one(service, [load_envelope(json.loads(json.dumps(m))) for m in reference])
     assert state(nos, "5") == state(reference_nos, "6")
+
+
+def test_a_repeat_repair_resolved_before_the_batch_is_found_by_the_batch_read(service: _Service, pool: None) -> None:
+    from services.common.contract.registry import load_envelope
+
+    def loaded(body: dict[str, Any]) -> dict[str, Any]:
+        return load_envelope(json.loads(json.dumps(body)))
+
+    serial = uuid.uuid4().int % 10**5
+    first, second, elsewhere = (f"LY-20261125-{serial:05d}{i}" for i in range(3))
+    place = {"property_id": "LY", "channel": "phone", "category": "repair", "subcategory": "plumbing",
+             "priority": "normal", "emergency": False}
+    one_by_one(service, [loaded(envelope("RequestRegistered", first, unit="7-0707", registered_at=at(0), **place)),
+                         loaded(envelope("WorkOrderResolved", first, resolved_at=at(30)))])
+    before = redone(service)
+    run_batch(service, handle, [
+        loaded(envelope("RequestRegistered", second, unit="7-0707", registered_at=at(60), **place)),
+        loaded(envelope("RequestRegistered", elsewhere, unit="7-0808", registered_at=at(60), **place))],
+        batch_lock_key("escalation.events"), 0)
+    assert redone(service) == before
+    with UnitOfWork(_POOL[0], "escalation") as uow:
+        fired = {r["request_no"]: r["rule"] for r in uow.execute(
+            "SELECT request_no, rule FROM condition_fired WHERE request_no = ANY(%s)",
+            ([second, elsewhere],)).fetchall()}
+        facts = uow.execute("SELECT facts FROM requests WHERE request_no = %s", (second,)).fetchone()
+    assert fired == {second: "repeat_repair"}  # the other unit has no earlier repair
+    assert facts is not None and facts["facts"]["previous_repair_at"] == at(30).isoformat()

@@ -129,6 +129,9 @@ def previous_repair_resolved_at(uow: UnitOfWork, property_id: str, unit: str, su
                     for r in [b.subjects[no]] if r["property_id"] == property_id and r["unit"] == unit
                     and r["subcategory"] == subcategory and r["resolved_at"] is not None
                     and r["resolved_at"] <= before), default=None)
+        read, found = b.previous_repair(uow, (property_id, unit, subcategory, before, request_no))
+        if read:
+            return max(found, kept) if found is not None and kept is not None else (found or kept)
     row = uow.execute(
         "SELECT max(resolved_at) AS at FROM requests WHERE property_id = %s AND unit = %s AND subcategory = %s "
         "AND resolved_at IS NOT NULL AND resolved_at <= %s AND request_no <> %s",
@@ -475,6 +478,8 @@ class _Batch:
         self.fallbacks: dict[str, int] = {}
         self.policy_version: int | None = None
         self.calendar_stamp: int | None = None
+        self.repairs: dict[tuple[str, str, str, datetime, str], Any] | None = None
+        self.items = list(items)
         self._next_id = 1 << 62  # new pending facts sort after the stored ones, as their ids would
 
     def subject(self, uow: UnitOfWork, subject: str) -> dict[str, Any]:
@@ -500,6 +505,23 @@ class _Batch:
         for r in uow.execute("SELECT request_no, rule FROM condition_fired WHERE request_no = ANY(%s)",
                              (subjects,)).fetchall():
             self.fired[r["request_no"]].add(r["rule"])
+
+    def previous_repair(self, uow: UnitOfWork, key: tuple[str, str, str, datetime, str]) -> tuple[bool, Any]:
+        """(read here, the latest earlier repair of the same unit and problem before the registration, from the
+        table as the batch found it): one statement for every registration of the batch."""
+        if self.repairs is None:
+            keys = [k for k in (_repair_key(i) for i in self.items) if k is not None]
+            self.repairs = {}
+            if keys:
+                cols = list(zip(*keys, strict=True))
+                for r in uow.execute(
+                        "SELECT k.n, (SELECT max(r.resolved_at) FROM requests r WHERE r.property_id = k.p "
+                        "AND r.unit = k.u AND r.subcategory = k.s AND r.resolved_at IS NOT NULL "
+                        "AND r.resolved_at <= k.b AND r.request_no <> k.no) AS at FROM unnest(%s::int[], %s::text[], "
+                        "%s::text[], %s::text[], %s::timestamptz[], %s::text[]) AS k(n, p, u, s, b, no)",
+                        (list(range(len(keys))), *[list(c) for c in cols])).fetchall():
+                    self.repairs[keys[r["n"]]] = r["at"]
+        return key in self.repairs, self.repairs.get(key)
 
     def add_pending(self, subject: str, fact: dict[str, Any]) -> None:
         self._next_id += 1
@@ -544,6 +566,16 @@ def _subjects_of(item: dict[str, Any]) -> list[str]:
     if item.get("event_type") == "IncidentClustered" and data.get("request_nos"):
         out.append(str(data["request_nos"][0]))
     return out
+
+
+def _repair_key(item: dict[str, Any]) -> tuple[str, str, str, datetime, str] | None:
+    """What a registration will ask `previous_repair_resolved_at`, as handlers._register asks it."""
+    data = item.get("data")
+    if item.get("event_type") != "RequestRegistered" or not isinstance(data, dict):
+        return None
+    if not (data.get("unit") and data.get("subcategory") and data.get("request_no")):
+        return None
+    return (data["property_id"], data["unit"], data["subcategory"], data["registered_at"], str(data["request_no"]))
 
 
 def _batch(uow: UnitOfWork) -> _Batch | None:
