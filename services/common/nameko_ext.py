@@ -80,7 +80,7 @@ class _OutboxCollector:
 
 class UowFactory:
     """What a worker's `self.uow` is: `self.uow()` gives a new unit of work, or, while the worker runs a
-    consumer's batch, the batch's (one transaction, a savepoint per message)."""
+    consumer's batch, the batch's (one transaction; each message undone alone if it fails: `run_batch`)."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -300,7 +300,7 @@ class ReliableConsumer(Consumer):
     """Consumes one quorum queue; `loader` validates each body before a worker is spawned.
 
     Deliveries are handled in batches: a worker takes up to CONSUMER_BATCH_SIZE loaded messages of one lane and
-    runs the method once per message inside one transaction (a savepoint each, `run_batch`); each of the
+    runs the method once per message inside one transaction (fast, or a savepoint each: `run_batch`); each of the
     CONSUMER_LANES lanes runs one batch at a time (`batch_lock_key`). Under light load a batch is one message;
     under load the deliveries that arrive while a lane's batch runs form its next one. Each message is then
     settled on its own, as below.

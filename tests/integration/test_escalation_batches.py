@@ -76,7 +76,7 @@ def scenario(tag: str) -> tuple[list[dict[str, Any]], list[str]]:
     unit = f"{tag}-1502"
     r1, r2, r3, r4, r5, r6 = nos
 
-    def env(event_type: str, no: str, minute: float, **data: Any) -> dict[str, Any]:
+    def env(event_type: str, no: str | None, minute: float, **data: Any) -> dict[str, Any]:
         body = envelope(event_type, no, **data)
         body["occurred_at"] = at(minute).isoformat()
         return body
@@ -139,12 +139,13 @@ def state(nos: list[str], tag: str) -> dict[str, Any]:
         return {
             "requests": q("SELECT * FROM requests WHERE request_no = ANY(%s) ORDER BY request_no"),
             "clocks": q("SELECT * FROM clocks WHERE request_no = ANY(%s) ORDER BY request_no, kind"),
-            "deadlines": q("SELECT c.request_no, c.kind AS clock, d.kind, d.due_at, d.token, d.fired_at IS NULL AS open "
-                           "FROM deadlines d JOIN clocks c USING (clock_id) WHERE c.request_no = ANY(%s) "
-                           "ORDER BY 1, 2, 3, 4, 5"),
+            "deadlines": q("SELECT c.request_no, c.kind AS clock, d.kind, d.due_at, d.token, "
+                           "d.fired_at IS NULL AS open FROM deadlines d JOIN clocks c USING (clock_id) "
+                           "WHERE c.request_no = ANY(%s) ORDER BY 1, 2, 3, 4, 5"),
             "pending": q("SELECT request_no, clock, verb, at, reason FROM pending_facts WHERE request_no = ANY(%s) "
                          "ORDER BY 1, 4, 2, 3"),
-            "fired": q("SELECT request_no, rule, fired_at FROM condition_fired WHERE request_no = ANY(%s) ORDER BY 1, 2"),
+            "fired": q("SELECT request_no, rule, fired_at FROM condition_fired WHERE request_no = ANY(%s) "
+                       "ORDER BY 1, 2"),
             "escalations": q("SELECT * FROM escalations WHERE request_no = ANY(%s) ORDER BY request_no, rule, clock"),
             "request_timers": q("SELECT request_no, kind, ref, due_at, token, fired_at IS NULL AS open "
                                 "FROM request_timers WHERE request_no = ANY(%s) ORDER BY 1, 2, 3, 5"),
@@ -246,7 +247,7 @@ def test_a_repeat_repair_resolved_before_the_batch_is_found_by_the_batch_read(se
 
     serial = uuid.uuid4().int % 10**5
     first, second, elsewhere = (f"LY-20261125-{serial:05d}{i}" for i in range(3))
-    place = {"property_id": "LY", "channel": "phone", "category": "repair", "subcategory": "plumbing",
+    place: dict[str, Any] = {"property_id": "LY", "channel": "phone", "category": "repair", "subcategory": "plumbing",
              "priority": "normal", "emergency": False}
     one_by_one(service, [loaded(envelope("RequestRegistered", first, unit="7-0707", registered_at=at(0), **place)),
                          loaded(envelope("WorkOrderResolved", first, resolved_at=at(30)))])

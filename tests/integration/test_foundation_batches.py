@@ -243,7 +243,7 @@ def test_a_claim_whose_message_did_not_commit_is_not_kept(service: _Service) -> 
 
 def test_a_refused_message_in_a_fast_batch_redoes_the_batch_with_savepoints(service: _Service) -> None:
     before = redone(service)
-    items = [{"n": i, "event_id": f"redo-{i}"} for i in range(5)]
+    items: list[dict[str, Any]] = [{"n": i, "event_id": f"redo-{i}"} for i in range(5)]
     items[2]["refuse"] = True
     outcomes = run_batch(service, claiming, items, batch_lock_key("test.batches"))
     assert redone(service) == before + 1
