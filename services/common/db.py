@@ -16,7 +16,7 @@ import uuid
 from datetime import datetime, UTC
 from pathlib import Path
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from urllib.parse import urlparse
 
@@ -31,6 +31,7 @@ from services.common.contract.registry import dump_data, spec_for
 from services.common.domain import Event
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def _json_default(value: Any) -> Any:
@@ -316,8 +317,6 @@ class BatchUnitOfWork(UnitOfWork):
             self._used = False
 
     def end_item(self, failed: bool) -> None:
-        if failed and self.fast:
-            raise RedoCarefully("a handler raised")
         if failed or not self.committed:
             self.undo_item()
         else:
@@ -359,9 +358,6 @@ class BatchUnitOfWork(UnitOfWork):
         if exc[0] is None and not self.committed:
             self.undo_item()
 
-    def execute(self, sql: str, params: Any = None) -> psycopg.Cursor[dict[str, Any]]:
-        return self.conn.execute(sql, params)  # type: ignore[arg-type]
-
     def publish(self, events: Event | Iterable[Event], *, correlation_id: str | None = None) -> list[dict[str, Any]]:
         if not self.fast:
             return super().publish(events, correlation_id=correlation_id)
@@ -394,6 +390,16 @@ class BatchUnitOfWork(UnitOfWork):
         # The batch's own transaction holds other messages' work: this one gets a pooled connection of its own.
         with self.pool.connection() as conn:
             yield conn
+
+
+def batch_state(uow: Any, name: str, make: Callable[[BatchUnitOfWork], T]) -> T | None:
+    """A service's state for the fast batch `uow` runs (None outside one): made by `make` the first time the batch
+    asks, which registers the state's writes with `uow.on_finish` if it keeps any."""
+    if not getattr(uow, "fast", False):
+        return None
+    if name not in uow.cache:
+        uow.cache[name] = make(uow)
+    return uow.cache[name]  # type: ignore[no-any-return]
 
 
 def dsn_for_psycopg(url: str) -> str:

@@ -540,11 +540,9 @@ def _run(factory: UowFactory, service: Any, fn: Callable[[Any, dict[str, Any]], 
                 batch.begin_item()
                 try:
                     result = fn(service, loaded)
-                except RedoCarefully:
-                    raise
-                except Exception as exc:
+                except Exception:
                     if fast:
-                        raise RedoCarefully(f"a handler raised {type(exc).__name__}") from exc
+                        raise  # the whole batch goes round again carefully (below)
                     error = sys.exc_info()
                     batch.end_item(failed=True)  # raises when the connection is gone: the batch fails whole
                     outcomes.append((None, error, time.perf_counter() - t0))
@@ -553,14 +551,13 @@ def _run(factory: UowFactory, service: Any, fn: Callable[[Any, dict[str, Any]], 
                     outcomes.append((result, None, time.perf_counter() - t0))
             finally:
                 logs.unbind(token)
-        try:
-            batch.finish()
-        except RedoCarefully:
-            raise
-        except Exception as exc:
-            if fast:
-                raise RedoCarefully(f"the batch's writes failed: {type(exc).__name__}") from exc
-            raise
+        batch.finish()
+    except RedoCarefully:
+        raise
+    except Exception as exc:
+        if fast:
+            raise RedoCarefully(f"{type(exc).__name__} in a fast batch") from exc
+        raise
     finally:
         factory.batch = None
         batch.close()

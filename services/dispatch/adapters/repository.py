@@ -10,7 +10,7 @@ from uuid import UUID
 
 from psycopg.types.json import Jsonb
 
-from services.common.db import UnitOfWork
+from services.common.db import BatchUnitOfWork, UnitOfWork, batch_state
 from services.dispatch.domain.fees import Consent, MaterialUse, Quote, QuoteLine
 from services.dispatch.domain.model import Appointment, HistoryEntry, WorkOrder
 from services.dispatch.domain.roster import Roster, ShiftAssignment, ShiftPattern, Technician
@@ -315,14 +315,14 @@ class _Batch:
                         ([c[0] for c in changed], [c[1] for c in changed]))
 
 
-def _batch(uow: Any) -> _Batch | None:
-    if not getattr(uow, "fast", False):
-        return None
-    b = uow.cache.get("dispatch")
-    if b is None:
-        b = uow.cache["dispatch"] = _Batch()
-        uow.on_finish(b.write)
-    return b  # type: ignore[no-any-return]
+def _begin(uow: BatchUnitOfWork) -> _Batch:
+    b = _Batch()
+    uow.on_finish(b.write)
+    return b
+
+
+def _batch(uow: UnitOfWork) -> _Batch | None:
+    return batch_state(uow, "dispatch", _begin)
 
 
 def roster_is_empty(uow: UnitOfWork) -> bool:

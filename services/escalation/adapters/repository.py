@@ -9,7 +9,7 @@ from typing import Any
 from uuid import UUID
 
 
-from services.common.db import UnitOfWork, insert_many, json_rows, jsonb, rows_of
+from services.common.db import BatchUnitOfWork, UnitOfWork, batch_state, insert_many, json_rows, jsonb, rows_of
 
 OPEN_STATES = ("running", "paused", "breached")
 
@@ -123,21 +123,20 @@ def update_subject(uow: UnitOfWork, subject: str, **values: Any) -> None:
 
 def previous_repair_resolved_at(uow: UnitOfWork, property_id: str, unit: str, subcategory: str,
                                 request_no: str, before: datetime) -> datetime | None:
-    kept = None
+    kept, read, found = None, False, None
     if (b := _batch(uow)) is not None:  # this batch's resolutions are not in the table yet
         kept = max((r["resolved_at"] for no in b.dirty_subjects if no != request_no
                     for r in [b.subjects[no]] if r["property_id"] == property_id and r["unit"] == unit
                     and r["subcategory"] == subcategory and r["resolved_at"] is not None
                     and r["resolved_at"] <= before), default=None)
         read, found = b.previous_repair(uow, (property_id, unit, subcategory, before, request_no))
-        if read:
-            return max(found, kept) if found is not None and kept is not None else (found or kept)
-    row = uow.execute(
-        "SELECT max(resolved_at) AS at FROM requests WHERE property_id = %s AND unit = %s AND subcategory = %s "
-        "AND resolved_at IS NOT NULL AND resolved_at <= %s AND request_no <> %s",
-        (property_id, unit, subcategory, before, request_no)).fetchone()
-    found = row["at"] if row else None
-    return max(found, kept) if found is not None and kept is not None else (found or kept)
+    if not read:
+        row = uow.execute(
+            "SELECT max(resolved_at) AS at FROM requests WHERE property_id = %s AND unit = %s AND subcategory = %s "
+            "AND resolved_at IS NOT NULL AND resolved_at <= %s AND request_no <> %s",
+            (property_id, unit, subcategory, before, request_no)).fetchone()
+        found = row["at"] if row else None
+    return max((t for t in (found, kept) if t is not None), default=None)
 
 
 # -- pending facts ----------------------------------------------------------------------------------------------
@@ -578,12 +577,11 @@ def _repair_key(item: dict[str, Any]) -> tuple[str, str, str, datetime, str] | N
     return (data["property_id"], data["unit"], data["subcategory"], data["registered_at"], str(data["request_no"]))
 
 
-def _batch(uow: UnitOfWork) -> _Batch | None:
-    if not getattr(uow, "fast", False):
-        return None
-    cache: dict[str, Any] = uow.cache  # type: ignore[attr-defined]
-    b = cache.get("escalation")
-    if b is None:
-        b = cache["escalation"] = _Batch(uow.items)  # type: ignore[attr-defined]
-        uow.on_finish(b.write)  # type: ignore[attr-defined]
+def _begin(uow: BatchUnitOfWork) -> _Batch:
+    b = _Batch(uow.items)
+    uow.on_finish(b.write)
     return b
+
+
+def _batch(uow: UnitOfWork) -> _Batch | None:
+    return batch_state(uow, "escalation", _begin)

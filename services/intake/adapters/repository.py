@@ -9,7 +9,7 @@ from typing import Any
 from psycopg.rows import tuple_row
 from psycopg.types.json import Jsonb
 
-from services.common.db import UnitOfWork
+from services.common.db import UnitOfWork, batch_state
 from services.intake.domain.classification import Classification
 from services.intake.domain.duplicates import Incident
 from services.intake.domain.letters import Letter
@@ -72,8 +72,7 @@ def next_seq(uow: UnitOfWork, property_id: str, local_day: date) -> tuple[int, d
     times then sort the same way (a clock read before or after the counter would not)."""
     if (b := _batch(uow)) is not None:
         return b.next_seq(uow, property_id, local_day)
-    last, at = _take_numbers(uow, property_id, local_day, 1)
-    return last, at
+    return _take_numbers(uow, property_id, local_day, 1)
 
 
 def _take_numbers(uow: UnitOfWork, property_id: str, local_day: date, n: int) -> tuple[int, datetime]:
@@ -468,10 +467,6 @@ class _Batch:
             self.known[(request.source, request.external_id)] = request.request_no
 
 
-def _batch(uow: Any) -> _Batch | None:
-    if not getattr(uow, "fast", False) or not uow.items or "source" not in uow.items[0]:
-        return None  # not a fast batch of inbound requests
-    b = uow.cache.get("intake")
-    if b is None:
-        b = uow.cache["intake"] = _Batch(uow.items)
-    return b  # type: ignore[no-any-return]
+def _batch(uow: UnitOfWork) -> _Batch | None:
+    b = batch_state(uow, "intake", lambda batch: _Batch(batch.items))
+    return b if b is not None and b.items and "source" in b.items[0] else None  # a batch of inbound requests
