@@ -99,6 +99,7 @@ class MachineShare:
         self.sys0 = psutil.cpu_times()
         self.own0 = snapshot(pids)
         self.load0 = _loadavg()
+        self.groups0 = _group_cpu()
 
     def stop(self) -> dict[str, Any]:
         secs = time.monotonic() - self.t0
@@ -108,10 +109,33 @@ class MachineShare:
             (sum(self.sys0) - self.sys0.idle - getattr(self.sys0, "iowait", 0))
         own = sum(own1[n]["cpu_s"] - self.own0[n]["cpu_s"] for n in own1 if n in self.own0)
         cores = psutil.cpu_count() or 1
+        groups1 = _group_cpu()
         return {"seconds": round(secs, 1), "machine_busy_percent": round(100 * busy / (secs * cores), 1),
                 "under_test_percent_of_machine": round(100 * own / (secs * cores), 1),
                 "everything_else_percent_of_machine": round(100 * (busy - own) / (secs * cores), 1),
+                "others_percent_of_machine": {g: round(100 * (groups1.get(g, 0.0) - self.groups0.get(g, 0.0))
+                                                       / (secs * cores), 1) for g in groups1},
                 "loadavg_1m": [self.load0, _loadavg()]}
+
+
+def _group_cpu() -> dict[str, float]:
+    """CPU seconds so far of the processes the platform leans on, by kind: where "everything else" goes.
+    A process that exited during the interval is missed (Postgres backends are pooled, so few do)."""
+    groups = {"postgres": 0.0, "rabbitmq": 0.0, "load_generator": 0.0}
+    for p in psutil.process_iter(["name", "cmdline", "cpu_times"]):
+        name, cmd, cpu = p.info["name"] or "", " ".join(p.info["cmdline"] or ()), p.info["cpu_times"]
+        if cpu is None:
+            continue
+        if name == "postgres":
+            group = "postgres"
+        elif name == "beam.smp":
+            group = "rabbitmq"
+        elif "bench.run" in cmd or "multiprocessing.spawn" in cmd:
+            group = "load_generator"  # the harness (its samplers) and its spawned publishers
+        else:
+            continue
+        groups[group] += cpu.user + cpu.system
+    return groups
 
 
 def _loadavg() -> float:

@@ -63,6 +63,16 @@ def get_messages(queue: str, count: int = 50) -> list[dict[str, Any]]:
     return r.json()
 
 
+def events_in(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The event envelopes in messages read by `get_messages`: a message is one envelope or a pack of several
+    (a JSON array, in order; nameko_ext.pack_runs)."""
+    out: list[dict[str, Any]] = []
+    for m in messages:
+        body = json.loads(m["payload"]) if isinstance(m["payload"], str) else m["payload"]
+        out.extend(body if isinstance(body, list) else [body])
+    return out
+
+
 def publish_inbound(body: Any, *, routing_key: str = "request.phone", content_type: str = "application/json",
                     raw: bytes | None = None, headers: dict[str, Any] | None = None) -> None:
     """Publish as another system would: plain AMQP, persistent, with confirms; not through nameko."""

@@ -206,6 +206,23 @@ class RedoCarefully(Exception):
     run again with a savepoint per message (services.common.nameko_ext.run_batch)."""
 
 
+def pack_order(envelopes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A batch's events in an order that puts events of one type next to each other, so that the relay sends
+    them as packs (nameko_ext.pack_runs), while each request's events keep the order they were published in.
+
+    The n-th event of a request (events with no request number count as one request) sorts with every other
+    request's n-th event, by type: a request's events have rising n, so none overtakes another of the same
+    request. Events of different requests have no order a consumer relies on (lanes split them apart)."""
+    seen: dict[Any, int] = {}
+    keyed = []
+    for position, env in enumerate(envelopes):
+        n = seen.get(env["request_no"], 0)
+        seen[env["request_no"]] = n + 1
+        keyed.append((n, env["event_type"], position, env))
+    keyed.sort(key=lambda k: k[:3])
+    return [k[3] for k in keyed]
+
+
 class BatchUnitOfWork(UnitOfWork):
     """One transaction for a batch of consumed messages.
 
@@ -328,7 +345,7 @@ class BatchUnitOfWork(UnitOfWork):
             for fn in self._finishers:
                 fn(self)
             if self._outbox:
-                self._write_outbox(self._outbox)
+                self._write_outbox(pack_order(self._outbox))
             if self._claims:
                 # The advisory lock keeps other instances' batches of this queue out until commit, so every
                 # claim read as new is still new; anything else is a surprise worth the careful run.

@@ -13,6 +13,8 @@ INBOX_DUPLICATES = Counter("inbox_duplicates", "Redelivered messages skipped by 
 HANDLER_SECONDS = Histogram("event_handler_duration_seconds", "Time spent handling one message",
                             ["service", "queue"], buckets=LATENCY_BUCKETS)
 OUTBOX_PUBLISHED = Counter("outbox_published", "Outbox events published with broker confirms", ["service"])
+OUTBOX_MESSAGES = Counter("outbox_messages", "Broker messages the outbox relay published with confirms (a message "
+                          "carries one event, or a pack of consecutive events of one type)", ["service"])
 OUTBOX_PUBLISH_ERRORS = Counter("outbox_publish_errors", "Outbox relay publish failures (will retry)",
                                 ["service", "kind"])
 BATCHES_REDONE = Counter("consumer_batches_redone", "Batches rolled back in fast mode and run again with a "

@@ -57,6 +57,24 @@ class NotReady(Exception):
 
 
 # --------------------------------------------------------------------------------------------------- store
+# Events of one type that sit next to each other in the outbox travel as one message, a pack: a JSON array of
+# envelopes. Per request a queue sees its events in the same order as one message each; the broker and each
+# consumer handle one delivery (publish, confirm, route, store, deliver, ack) instead of one per event, which
+# was most of RabbitMQ's share of the machine at load. Under light load a run is one event: a plain message.
+PACK_MAX = 50
+
+
+def pack_runs(rows: list[tuple[Any, ...]], limit: int = PACK_MAX) -> list[tuple[int, int]]:
+    """[first, end) of each run of consecutive rows with the same exchange and routing key, at most `limit` long."""
+    runs: list[tuple[int, int]] = []
+    first = 0
+    for i in range(1, len(rows) + 1):
+        if i == len(rows) or i - first >= limit or rows[i][1:3] != rows[first][1:3]:
+            runs.append((first, i))
+            first = i
+    return runs
+
+
 class _OutboxCollector:
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -116,8 +134,10 @@ class Store(DependencyProvider):
         if applied:
             log.info("applied migrations %s", ", ".join(applied))
         self.pool = make_pool(self.database_url, self.service, int(cfg.get("DB_POOL_SIZE", 12)), self.service)
+        self.pack_max = max(1, int(cfg.get("RELAY_PACK_MAX", PACK_MAX)))
         topology.declare(self.amqp_uri)
         metrics.OUTBOX_PUBLISHED.labels(self.service)
+        metrics.OUTBOX_MESSAGES.labels(self.service)
         for kind in ("unroutable", "nacked", "ConfirmTimeout", "OperationalError"):
             metrics.OUTBOX_PUBLISH_ERRORS.labels(self.service, kind)
         try:
@@ -179,6 +199,15 @@ class Store(DependencyProvider):
             except Empty:
                 pass
 
+    def _outgoing(self, rows: list[tuple[Any, ...]]) -> Outgoing:
+        """One message: a row's event alone, or a pack (a JSON array) of the run's events, in outbox order."""
+        _, exchange_name, routing_key, first = rows[0]
+        body = first if len(rows) == 1 else [row[3] for row in rows]
+        return Outgoing(exchange=exchange_name, routing_key=routing_key, body=body, message_id=first["event_id"],
+                        mandatory=topology.subscribed(self.service, routing_key),
+                        correlation_id=first.get("correlation_id") if len(rows) == 1 else None,
+                        headers={"event_type": routing_key, "producer": self.service, "events": len(rows)})
+
     def relay_once(self, publisher: ConfirmingPublisher) -> int:
         """Publish one batch of committed outbox rows; delete those the broker confirmed and routed."""
         with self.pool.connection() as conn:
@@ -188,21 +217,17 @@ class Store(DependencyProvider):
             ).fetchall()
             if not rows:
                 return 0
-            outcome = publisher.publish_batch([
-                Outgoing(exchange=exchange_name, routing_key=routing_key, body=body, message_id=body["event_id"],
-                         mandatory=topology.subscribed(self.service, routing_key),
-                         correlation_id=body.get("correlation_id"),
-                         headers={"event_type": routing_key, "producer": self.service})
-                for _, exchange_name, routing_key, body in rows
-            ])
-            done = [rows[i][0] for i in outcome.confirmed]
+            packs = pack_runs(rows, self.pack_max)
+            outcome = publisher.publish_batch([self._outgoing(rows[first:end]) for first, end in packs])
+            done = [row[0] for i in outcome.confirmed for row in rows[packs[i][0]:packs[i][1]]]
             if done:
                 conn.execute("DELETE FROM outbox WHERE id = ANY(%s)", (done,))
+        metrics.OUTBOX_MESSAGES.labels(self.service).inc(len(outcome.confirmed))
         metrics.OUTBOX_PUBLISHED.labels(self.service).inc(len(done))
         if outcome.unroutable:
             # A consumer's queue is missing (a fresh broker): declare it again; the rows stay for the next pass.
             metrics.OUTBOX_PUBLISH_ERRORS.labels(self.service, "unroutable").inc(len(outcome.unroutable))
-            log.warning("%d events unroutable; redeclaring the topology", len(outcome.unroutable))
+            log.warning("%d messages unroutable; redeclaring the topology", len(outcome.unroutable))
             topology.declare(self.amqp_uri)
         if outcome.nacked:
             metrics.OUTBOX_PUBLISH_ERRORS.labels(self.service, "nacked").inc(len(outcome.nacked))
@@ -296,6 +321,40 @@ def lane_of(loaded: dict[str, Any], lanes: int) -> int:
     return zlib.crc32(str(key).encode()) % lanes
 
 
+PACK_LIMIT = 1000  # events in one delivered pack at most; more is refused whole as invalid
+
+
+class _Pack:
+    """What the events of one delivered pack still owe: the delivery is settled once, after its last event."""
+
+    __slots__ = ("open", "requeue")
+
+    def __init__(self, size: int) -> None:
+        self.open = size
+        self.requeue = False
+
+
+class _Part:
+    """One event of a delivery, to settle: the whole message, or its `index`-th event (`item`) of a pack."""
+
+    __slots__ = ("message", "pack", "index", "item", "packed")
+
+    def __init__(self, message: Any, pack: _Pack | None = None, index: int = 0, item: Any = None) -> None:
+        self.message, self.index, self.item = message, index, item
+        self.packed = pack is not None
+        self.pack = pack if pack is not None else _Pack(1)
+
+    def settled(self) -> bool:
+        """This event is done; True when the delivery has nothing left open (a single event: at once)."""
+        self.pack.open -= 1
+        return self.pack.open == 0
+
+    def want_requeue(self) -> None:
+        # A pack goes back whole when one of its events is to be tried again; the others are in the inbox by
+        # then, so the next delivery finds them handled.
+        self.pack.requeue = True
+
+
 class ReliableConsumer(Consumer):
     """Consumes one quorum queue; `loader` validates each body before a worker is spawned.
 
@@ -353,50 +412,101 @@ class ReliableConsumer(Consumer):
         metrics.BATCHES_REDONE.labels(self.service)
         metrics.HANDLER_SECONDS.labels(self.service, self.queue.name)
 
+    # -- settling: a delivery is one event, or a pack of several (`_Part`); the broker hears once per delivery
+    def _ack(self, part: _Part) -> None:
+        if part.settled():
+            self._settle_delivery(part)
+
+    def _requeue(self, part: _Part) -> None:
+        part.want_requeue()
+        self._ack(part)
+
+    def _settle_delivery(self, part: _Part) -> None:
+        if part.pack.requeue:
+            self.queue_consumer.requeue_message(part.message)
+        else:
+            self.queue_consumer.ack_message(part.message)
+
     # -- dead letters
-    def dead_letter(self, message: Any, reason: str, detail: Any) -> None:
-        """Park the message, byte for byte as it came, in `<queue>.dlq` with the reason in its headers."""
+    def dead_letter(self, part: _Part, reason: str, detail: Any) -> None:
+        """Park the event in `<queue>.dlq` with the reason in its headers: a whole delivery byte for byte as it
+        came, or one event of a pack on its own (the others are handled), so a replay brings back only it."""
+        message = part.message
         headers = {
             "x-reason": reason,
             "x-error": json.dumps(detail, ensure_ascii=False, default=str)[:4000],
             "x-original-routing-key": message.delivery_info.get("routing_key", ""),
             "x-original-exchange": message.delivery_info.get("exchange", ""),
         }
-        raw = message.body if isinstance(message.body, bytes) else str(message.body).encode("utf-8")
+        if not part.packed:
+            raw = message.body if isinstance(message.body, bytes) else str(message.body).encode("utf-8")
+            content_type, encoding = message.content_type or "application/octet-stream", \
+                message.content_encoding or "binary"
+            message_id = message.properties.get("message_id")
+        else:
+            raw = json.dumps(part.item, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+            content_type, encoding = "application/json", "utf-8"
+            message_id = part.item.get("event_id") if isinstance(part.item, dict) else None
+            headers["x-pack-index"] = part.index
         self.dlq_publisher.publish(raw, exchange=topology.exchange(topology.DLX), routing_key=self.queue.name,
-                                   headers=headers, mandatory=True, serializer=None,
-                                   content_type=message.content_type or "application/octet-stream",
-                                   content_encoding=message.content_encoding or "binary",
-                                   message_id=message.properties.get("message_id"))
+                                   headers=headers, mandatory=True, serializer=None, content_type=content_type,
+                                   content_encoding=encoding, message_id=message_id)
         metrics.EVENTS_DEAD_LETTERED.labels(self.service, self.queue.name, reason).inc()
         log.warning("dead-lettered a message from %s: %s %s", self.queue.name, reason,
                     json.dumps(detail, ensure_ascii=False, default=str)[:500])
-        self.queue_consumer.ack_message(message)
+        self._ack(part)
 
     def on_decode_error(self, message: Any, exc: Exception) -> None:
         try:
-            self.dead_letter(message, "undecodable", {"_body": [f"{type(exc).__name__}: {exc}"[:500]]})
+            self.dead_letter(_Part(message), "undecodable", {"_body": [f"{type(exc).__name__}: {exc}"[:500]]})
         except Exception as err:
             log.warning("could not dead-letter an undecodable message (%s); it will be redelivered",
                         type(err).__name__)
 
     # -- handling
+    accepts_packs = False  # event queues take packs from the relays; the inbound queue takes single requests
+
     def handle_message(self, body: Any, message: Any) -> None:
         try:
+            if self.accepts_packs and isinstance(body, list):
+                self._take_pack(body, message)
+                return
+            part = _Part(message)
             try:
                 loaded = self.loader(body)
             except ValidationError as exc:
-                self.dead_letter(message, "invalid", exc.messages)
+                self.dead_letter(part, "invalid", exc.messages)
                 return
-            self._spawn(loaded, message)
+            self._spawn(loaded, part)
         except ContainerBeingKilled:
             pass  # not acked: the broker gives the message to the next consumer
         except Exception as exc:  # the broker connection broke under us: it will redeliver
             log.warning("could not take a message from %s (%s); the broker will redeliver it",
                         self.queue.name, type(exc).__name__)
 
-    def _spawn(self, loaded: dict[str, Any], message: Any) -> None:
-        self._buffers[lane_of(loaded, self.lanes)].put((loaded, message))
+    def _take_pack(self, body: list[Any], message: Any) -> None:
+        if not 1 <= len(body) <= PACK_LIMIT:
+            self.dead_letter(_Part(message), "invalid", {"_body": [f"a pack holds 1 to {PACK_LIMIT} events"]})
+            return
+        routing_key = message.delivery_info.get("routing_key", "")
+        pack = _Pack(len(body))
+        loaded_parts = []
+        for index, item in enumerate(body):
+            part = _Part(message, pack, index, item)
+            try:
+                loaded = self.loader(item)
+                if loaded.get("event_type") != routing_key:
+                    # Queues are bound by type: an event of another type would reach queues that never asked for it.
+                    raise ValidationError({"event_type": [f"a pack sent as {routing_key!r} holds only that type"]})
+            except ValidationError as exc:
+                self.dead_letter(part, "invalid", exc.messages)
+                continue
+            loaded_parts.append((loaded, part))
+        for loaded, part in loaded_parts:
+            self._spawn(loaded, part)
+
+    def _spawn(self, loaded: dict[str, Any], part: _Part) -> None:
+        self._buffers[lane_of(loaded, self.lanes)].put((loaded, part))
 
     def _batch_forever(self, lane: int) -> None:
         buffer, free = self._buffers[lane], self._lane_free[lane]
@@ -419,42 +529,42 @@ class ReliableConsumer(Consumer):
                 log.warning("could not start a batch from %s (%s); the broker will redeliver it",
                             self.queue.name, type(exc).__name__)
 
-    def _spawn_batch(self, items: list[tuple[dict[str, Any], Any]], lane: int = 0) -> None:
+    def _spawn_batch(self, items: list[tuple[dict[str, Any], _Part]], lane: int = 0) -> None:
         started = time.perf_counter()
 
         def handle_result(worker_ctx: Any, result: Any = None, exc_info: Any = None) -> Any:
             try:
-                for i, (loaded, message) in enumerate(items):
+                for i, (loaded, part) in enumerate(items):
                     if exc_info is None:
                         value, error, seconds = result[i]
                     else:  # the batch as a whole failed (its commit, the connection): every message is retried
                         value, error, seconds = None, exc_info, time.perf_counter() - started
-                    self._on_result(message, loaded, time.perf_counter() - seconds, value, error)
+                    self._on_result(part, loaded, time.perf_counter() - seconds, value, error)
             finally:
                 self._lane_free[lane].release()
             return result, exc_info
 
-        context_data = self.unpack_message_headers(items[0][1]) if len(items) == 1 else {}
+        context_data = self.unpack_message_headers(items[0][1].message) if len(items) == 1 else {}
         args = ([loaded for loaded, _ in items], batch_lock_key(self.queue.name, lane, self.lanes), lane)
         self.container.spawn_worker(self, args, {}, context_data=context_data, handle_result=handle_result)
 
-    def _on_result(self, message: Any, loaded: dict[str, Any], started: float, result: Any, exc_info: Any) -> Any:
+    def _on_result(self, part: _Part, loaded: dict[str, Any], started: float, result: Any, exc_info: Any) -> Any:
         # An exception here would kill the container (nameko treats it as the entrypoint failing). Settling a
         # message on a connection the broker just dropped (restart, network cut) raises: the broker redelivers
         # the unacked message to the next connection and the inbox makes the second run harmless.
         try:
-            return self._settle_result(message, loaded, started, result, exc_info)
+            return self._settle_result(part, loaded, started, result, exc_info)
         except Exception as exc:
             log.warning("could not settle a message from %s (%s); the broker will redeliver it",
                         self.queue.name, type(exc).__name__)
             return result, exc_info
 
-    def _settle_result(self, message: Any, loaded: dict[str, Any], started: float, result: Any,
+    def _settle_result(self, part: _Part, loaded: dict[str, Any], started: float, result: Any,
                        exc_info: Any) -> Any:
         # Inbound requests are one kind of message: their channel would be an unbounded label in practice.
         event_type = str(loaded.get("event_type") or "inbound")
         metrics.HANDLER_SECONDS.labels(self.service, self.queue.name).observe(time.perf_counter() - started)
-        tag = message.delivery_tag
+        tag = (part.message.delivery_tag, part.index)
         if exc_info is None:
             self._attempts.pop(tag, None)
             metrics.EVENTS_HANDLED.labels(self.service, self.queue.name, event_type).inc()
@@ -464,40 +574,40 @@ class ReliableConsumer(Consumer):
                      extra={"request_no": request_no})
             if result == "duplicate":
                 metrics.INBOX_DUPLICATES.labels(self.service, self.queue.name).inc()
-            self.queue_consumer.ack_message(message)
+            self._ack(part)
             return result, exc_info
         metrics.EVENTS_FAILED.labels(self.service, self.queue.name, event_type).inc()
         exc = exc_info[1]
         if isinstance(exc, DomainError):
             self._attempts.pop(tag, None)
-            self.dead_letter(message, exc.code, domain_errors(exc))
+            self.dead_letter(part, exc.code, domain_errors(exc))
         elif isinstance(exc, ValidationError):
             self._attempts.pop(tag, None)
-            self.dead_letter(message, "invalid", exc.messages)
+            self.dead_letter(part, "invalid", exc.messages)
         elif isinstance(exc, (NotReady, *RETRYABLE)):
             attempt = self._attempts.get(tag, 0) + 1
             self._attempts[tag] = attempt
             if isinstance(exc, NotReady) and attempt > self.max_not_ready:
                 self._attempts.pop(tag, None)
-                self.dead_letter(message, "not_ready", {"_": [str(exc)]})
+                self.dead_letter(part, "not_ready", {"_": [str(exc)]})
             else:
                 log.warning("retrying %s in-process after %s (attempt %d)", event_type, type(exc).__name__, attempt)
-                self.container.spawn_managed_thread(lambda: self._retry_later(loaded, message, attempt))
+                self.container.spawn_managed_thread(lambda: self._retry_later(loaded, part, attempt))
         else:
             self._attempts.pop(tag, None)
-            deliveries = int((message.headers or {}).get("x-delivery-count", 0)) + 1
+            deliveries = int((part.message.headers or {}).get("x-delivery-count", 0)) + 1
             if deliveries >= topology.DELIVERY_LIMIT:
-                self.dead_letter(message, "handler_error", {"_": [f"{type(exc).__name__}: {exc}"[:1000]]})
+                self.dead_letter(part, "handler_error", {"_": [f"{type(exc).__name__}: {exc}"[:1000]]})
             else:
                 log.error("handler failed on %s (delivery %d); requeued", event_type, deliveries, exc_info=exc_info)
                 eventlet.sleep(min(0.2 * deliveries, 2.0))
-                self.queue_consumer.requeue_message(message)
+                self._requeue(part)
         return result, exc_info
 
-    def _retry_later(self, loaded: dict[str, Any], message: Any, attempt: int) -> None:
+    def _retry_later(self, loaded: dict[str, Any], part: _Part, attempt: int) -> None:
         eventlet.sleep(min(0.05 * 2 ** min(attempt, 7), 5.0))
         try:
-            self._spawn(loaded, message)
+            self._spawn(loaded, part)
         except ContainerBeingKilled:
             pass  # stopping: the unacked message goes back to the broker
 
@@ -578,6 +688,8 @@ def consume_events(loader: Callable[[Any], dict[str, Any]] | None = None) -> Any
     from services.common.contract.registry import load_envelope
 
     class _EventConsumer(ReliableConsumer):
+        accepts_packs = True
+
         def setup(self) -> None:
             self.queue = topology.service_queue(self.container.service_name)
             super().setup()

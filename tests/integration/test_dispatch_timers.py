@@ -4,7 +4,6 @@ property and day). The clock is shifted through configuration (CLOCK_OFFSET_SECO
 check time; nothing sleeps out real hours."""
 from __future__ import annotations
 
-import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from collections.abc import Iterator
@@ -21,7 +20,7 @@ from services.dispatch.domain.daily_check import next_check_at
 from services.dispatch.domain.roster import DEFAULT_SHIFTS
 from services.dispatch.entrypoints.service import DispatchService
 from tests.integration.test_dispatch_flow import publish, registered, request_no, work_order
-from tests.support import amqp_uri, db, get_messages, scalar, wait_for
+from tests.support import amqp_uri, db, events_in, get_messages, scalar, wait_for
 
 TZ = ZoneInfo("Asia/Shanghai")
 TEAMS = 3 * 8  # LY, HY, JH x every department of routing.yml, as the demo roster has them
@@ -42,8 +41,7 @@ def observed() -> Iterator[str]:
 
 
 def drain(queue: str, into: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    into.extend(json.loads(m["payload"]) if isinstance(m["payload"], str) else m["payload"]
-                for m in get_messages(queue, 500))
+    into.extend(events_in(get_messages(queue, 500)))
     return into
 
 

@@ -20,7 +20,7 @@ from prometheus_client import REGISTRY, generate_latest
 from services.common import topology
 from services.feedback.domain.statistics import CHINA_TZ
 from services.feedback.entrypoints.service import FeedbackService
-from tests.support import amqp_uri, get_messages, scalar, wait_for
+from tests.support import amqp_uri, events_in, get_messages, scalar, wait_for
 
 
 def _json(o: Any) -> Any:
@@ -184,9 +184,9 @@ def test_an_unsatisfied_visit_raises_a_follow_up_that_reaches_dispatch(feedback:
                                             "score": 2, "fee_checked": False, "resident_signed": True,
                                             "comments": "保安仍然态度差"}))
     assert done["state"] == "done" and done["follow_up"]["reason"] == "unsatisfied"
-    msgs = wait_for(lambda: [m for m in get_messages("dispatch.events", 100)
-                             if m["routing_key"] == "FollowUpRaised"], what="FollowUpRaised on dispatch's queue")
-    body = json.loads(msgs[0]["payload"])
+    msgs = wait_for(lambda: [e for e in events_in(get_messages("dispatch.events", 100))
+                             if e["event_type"] == "FollowUpRaised"], what="FollowUpRaised on dispatch's queue")
+    body = msgs[0]
     assert body["data"]["request_no"] == no and body["data"]["work_order_id"] == str(wo)
     assert body["data"]["department"] == "security" and body["data"]["description"] == "保安仍然态度差"
     assert _timeline(no)[-3:] == ["ReturnVisitDone", "SatisfactionRecorded", "FollowUpRaised"]

@@ -2,7 +2,6 @@
 and an event whose consumer queue is missing is kept and delivered once the queue exists again."""
 from __future__ import annotations
 
-import json
 import urllib.parse
 import uuid
 from typing import Any
@@ -12,7 +11,7 @@ from nameko.standalone.rpc import ServiceRpcProxy
 
 from services.common import topology
 from services.intake.entrypoints.service import IntakeService
-from tests.support import amqp_uri, get_messages, rabbit_api, scalar, vhost, wait_for
+from tests.support import amqp_uri, events_in, get_messages, rabbit_api, scalar, vhost, wait_for
 
 
 def submission(**overrides: Any) -> dict[str, Any]:
@@ -24,8 +23,7 @@ def submission(**overrides: Any) -> dict[str, Any]:
 
 
 def registered_events(queue: str) -> list[dict[str, Any]]:
-    return [json.loads(m["payload"]) for m in get_messages(queue, 500)
-            if m["routing_key"] == "RequestRegistered"]
+    return [e for e in events_in(get_messages(queue, 500)) if e["event_type"] == "RequestRegistered"]
 
 
 def test_committed_events_reach_every_subscribed_queue_exactly_once(run_service: Any) -> None:

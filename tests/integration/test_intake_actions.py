@@ -177,11 +177,8 @@ def _events(no: str) -> list[tuple[str, dict[str, Any]]]:
 
 def _on_escalations_queue(no: str, seen: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Envelopes of `no` read off escalation's queue (consumed; nothing consumes it during these tests)."""
-    import json
-
-    from tests.support import get_messages
-    for m in get_messages("escalation.events", count=200):
-        body = json.loads(m["payload"])
+    from tests.support import events_in, get_messages
+    for body in events_in(get_messages("escalation.events", count=200)):
         if body.get("request_no") == no:
             seen[body["event_type"]] = body
     return seen
