@@ -494,10 +494,10 @@ class ReliableConsumer(Consumer):
         for index, item in enumerate(body):
             part = _Part(message, pack, index, item)
             try:
-                loaded = self.loader(item)
-                if loaded.get("event_type") != routing_key:
+                if isinstance(item, dict) and item.get("event_type") != routing_key:
                     # Queues are bound by type: an event of another type would reach queues that never asked for it.
                     raise ValidationError({"event_type": [f"a pack sent as {routing_key!r} holds only that type"]})
+                loaded = self.loader(item)
             except ValidationError as exc:
                 self.dead_letter(part, "invalid", exc.messages)
                 continue

@@ -86,7 +86,11 @@ def catalogue() -> dict[str, Any]:
         "info": {"title": "Property service request platform: events", "version": "1.0.0",
                  "description": "Every event is an envelope (event_id, event_type, version, producer, occurred_at, "
                                 "correlation_id, request_no, data); `data` is versioned per event type. Events "
-                                "never carry residents' names or unmasked phone numbers."},
+                                "never carry residents' names or unmasked phone numbers. A message carries one "
+                                "envelope (a JSON object) or a pack: a JSON array of 1 to 1,000 envelopes, all of "
+                                "the message's routing key, in the order they were published (header `events` "
+                                "gives the count). Consumers handle a pack event by event, deduplicate by "
+                                "event_id, and acknowledge it after its last event."},
         "defaultContentType": "application/json",
         "channels": channels,
         "components": {"messages": messages},
