@@ -4,6 +4,7 @@ from __future__ import annotations
 import services.common  # noqa: F401  (PSYCOPG_WAIT_FUNC before psycopg)
 
 import urllib.parse
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -42,6 +43,26 @@ def queue_depths(vhost: str) -> dict[str, int]:
 def admin(autocommit: bool = True, database: str | None = None) -> psycopg.Connection[Any]:
     url = settings.ADMIN_URL if database is None else settings.ADMIN_URL.rsplit("/", 1)[0] + f"/{database}"
     return psycopg.connect(url, autocommit=autocommit)
+
+
+def autovacuum_as_deployed() -> tuple[Callable[[], None], bool]:
+    """Turn autovacuum on for the run if the server has it off; returns what puts the setting back, and
+    whether it was off.
+
+    The deployed Postgres (postgres:15 in deploy/docker-compose.yml) runs autovacuum; this machine's has it off
+    (conf.d/90-ci.conf). Without it the planner's statistics of the bench's fresh tables stay those of empty
+    tables and dead rows are never reclaimed, which measures a database no deployment runs."""
+    with admin(database="postgres") as conn:
+        if conn.execute("SHOW autovacuum").fetchone()[0] == "on":  # type: ignore[index]
+            return (lambda: None), False
+        conn.execute("ALTER SYSTEM SET autovacuum = on")
+        conn.execute("SELECT pg_reload_conf()")
+
+    def restore() -> None:
+        with admin(database="postgres") as conn:
+            conn.execute("ALTER SYSTEM RESET autovacuum")
+            conn.execute("SELECT pg_reload_conf()")
+    return restore, True
 
 
 def scalar(sql: str, params: Any = None) -> Any:

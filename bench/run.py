@@ -53,7 +53,7 @@ def machine() -> dict[str, Any]:
                                 text=True).stdout.strip())
     with infra.admin(database="postgres") as conn:  # the bench database may not exist yet
         pg = {k: conn.execute(f"SHOW {k}").fetchone()[0] for k in  # type: ignore[index]
-              ("server_version", "synchronous_commit", "fsync", "shared_buffers")}
+              ("server_version", "synchronous_commit", "fsync", "shared_buffers", "autovacuum")}
     rabbit = infra.rabbit("GET", "/overview").json().get("rabbitmq_version")
     return {"cpus": os.cpu_count(), "cpu_model": cpu, "memory_mb": mem, "python": pyplatform.python_version(),
             "kernel": pyplatform.release(), "git_commit": commit, "services_uncommitted_changes": dirty,
@@ -390,22 +390,27 @@ def main(argv: list[str] | None = None) -> int:
     settings.RESULTS.mkdir(parents=True, exist_ok=True)
     profile_dir = settings.RESULTS / "profiles" / stamp
     out_path = Path(args.out) if args.out else settings.RESULTS / f"{stamp}.json"
+    restore_autovacuum, autovacuum_was_off = infra.autovacuum_as_deployed()
     report: dict[str, Any] = {"meta": {"started_at": started.isoformat(), "mode": "quick" if args.quick else "full",
                                        "machine": machine(), "durability": DURABILITY, "sizes": sizes.__dict__,
-                                       "skipped": sorted(skip), "database": settings.DB, "vhost": settings.VHOST}}
+                                       "skipped": sorted(skip), "database": settings.DB, "vhost": settings.VHOST,
+                                       "autovacuum_turned_on_for_the_run": autovacuum_was_off}}
     t0 = time.monotonic()
     errors: list[str] = []
     try:
-        run_platform(sizes, work, report, skip, profile_dir)
-    except Exception:
-        errors.append(traceback.format_exc())
-        log("platform phase failed:\n" + errors[-1])
-    if "baseline" not in skip:
         try:
-            run_baseline(sizes, work, report)
+            run_platform(sizes, work, report, skip, profile_dir)
         except Exception:
             errors.append(traceback.format_exc())
-            log("baseline phase failed:\n" + errors[-1])
+            log("platform phase failed:\n" + errors[-1])
+        if "baseline" not in skip:
+            try:
+                run_baseline(sizes, work, report)
+            except Exception:
+                errors.append(traceback.format_exc())
+                log("baseline phase failed:\n" + errors[-1])
+    finally:
+        restore_autovacuum()
     report["ratio_to_baseline"] = ratio(report)
     report["meta"]["duration_s"] = round(time.monotonic() - t0, 1)
     report["meta"]["errors"] = errors

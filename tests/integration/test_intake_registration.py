@@ -184,3 +184,41 @@ def test_reporter_name_and_phone_never_appear_in_events(intake: Any) -> None:
     assert marker in text and "139****5678" in text
     assert PHONE not in text and NAME not in text
     assert json.dumps(NAME)[1:-1] not in text
+
+
+def test_a_cluster_lookup_reads_the_reports_of_its_place_not_every_report_of_the_class(intake: Any) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from services.intake.adapters import repository as repo
+    place = f"7栋大堂-{uuid.uuid4().hex[:6]}"
+    seed = submit(intake, property_id="LY", unit=None, area=f"{place}-seed", description="水管爆裂，地面全是水")
+    # 500 plumbing reports of the same property elsewhere, inside the cluster window.
+    with db("intake") as conn:
+        conn.execute(
+            "INSERT INTO requests SELECT (json_populate_record(r, json_build_object("
+            "'request_no', r.request_no || '-' || g, 'request_id', gen_random_uuid(), 'area', r.area || '-' || g, "
+            "'external_id', g::text, 'source', 'bench'))).* FROM requests r, generate_series(1, 500) g "
+            "WHERE r.request_no = %s", (seed["request_no"],))
+
+    class Capture:
+        def execute(self, sql: str, params: Any) -> Any:
+            self.sql, self.params = sql, params
+            return self
+
+        def fetchall(self) -> list[Any]:
+            return []
+
+    now = datetime.now(UTC)
+    capture = Capture()
+    repo.cluster_candidates(capture, property_id="LY", category="repair", subcategory="plumbing",  # type: ignore[arg-type]
+                            building=None, area=place, anywhere=False, since=now - timedelta(hours=2), until=now,
+                            limit=50)
+    with db("intake") as conn:
+        conn.execute("ANALYZE requests")  # as autovacuum would after such a burst (it is off on CI's Postgres)
+        plan = conn.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + capture.sql, capture.params).fetchone()[0]
+
+    def nodes(node: dict[str, Any]) -> list[dict[str, Any]]:
+        return [node] + [n for child in node.get("Plans", []) for n in nodes(child)]
+    scans = [n for n in nodes(plan[0]["Plan"]) if "Scan" in n["Node Type"]]
+    assert "requests_cluster_area" in {n.get("Index Name") for n in scans}
+    assert sum(n.get("Rows Removed by Filter", 0) + n["Actual Rows"] for n in scans) <= 5

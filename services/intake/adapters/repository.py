@@ -116,19 +116,30 @@ def cluster_candidates(uow: UnitOfWork, *, property_id: str, category: str, subc
                        building: str | None, area: str | None, anywhere: bool, since: datetime, until: datetime,
                        limit: int) -> list[dict[str, Any]]:
     """The latest clustered related request (the incident to join) and up to `limit` unclustered ones, oldest
-    first: an index range scan on (property_id, subcategory, registered_at), bounded whatever the burst."""
+    first. Each place (building, area; the whole property for property-wide subclasses) is an index range on
+    (property_id, subcategory, place, registered_at): rows read are related rows, bounded by the limits."""
     params = {"property_id": property_id, "category": category, "subcategory": subcategory, "building": building,
-              "area": area, "anywhere": anywhere, "since": since, "until": until, "limit": limit}
-    where = ("r.property_id = %(property_id)s AND r.subcategory = %(subcategory)s AND r.category = %(category)s "
-             "AND r.registered_at BETWEEN %(since)s AND %(until)s AND r.status <> 'cancelled' "
-             "AND (%(anywhere)s OR r.building = %(building)s OR r.area = %(area)s)")
+              "area": area, "since": since, "until": until, "limit": limit}
+    places = ["TRUE"] if anywhere else [f"r.{p} = %({p})s" for p, v in (("building", building), ("area", area)) if v]
     cols = ("r.request_no, r.property_id, r.registered_at, r.category, r.subcategory, r.building, r.unit, r.area, "
             "r.status, r.duplicate_of, r.incident_id")
-    return uow.execute(
-        f"(SELECT {cols} FROM requests r WHERE {where} AND r.incident_id IS NOT NULL "
-        f" ORDER BY r.registered_at DESC LIMIT 1) UNION ALL "
-        f"(SELECT {cols} FROM requests r WHERE {where} AND r.incident_id IS NULL "
-        f" ORDER BY r.registered_at, r.request_no LIMIT %(limit)s)", params).fetchall()
+    common = ("r.property_id = %(property_id)s AND r.subcategory = %(subcategory)s AND r.category = %(category)s "
+              "AND r.registered_at BETWEEN %(since)s AND %(until)s AND r.status <> 'cancelled'")
+    parts = [f"(SELECT {cols} FROM requests r WHERE {common} AND {place} AND r.incident_id IS NOT NULL "
+             f" ORDER BY r.registered_at DESC LIMIT 1) UNION ALL "
+             f"(SELECT {cols} FROM requests r WHERE {common} AND {place} AND r.incident_id IS NULL "
+             f" ORDER BY r.registered_at, r.request_no LIMIT %(limit)s)" for place in places]
+    if not parts:
+        return []
+    rows = uow.execute(" UNION ALL ".join(parts), params).fetchall()
+    if len(parts) == 1:
+        return rows
+    # A report in both the building and the area came twice; keep what one range over either place would give.
+    unique = list({r["request_no"]: r for r in rows}.values())
+    joined = sorted((r for r in unique if r["incident_id"] is not None), key=lambda r: r["registered_at"])[-1:]
+    loose = sorted((r for r in unique if r["incident_id"] is None), key=lambda r: (r["registered_at"],
+                                                                                    r["request_no"]))[:limit]
+    return joined + loose
 
 
 def lock_cluster(uow: UnitOfWork, key: str) -> None:
