@@ -15,7 +15,7 @@ from prometheus_client import REGISTRY
 
 from services.common import topology
 from services.common.db import make_pool, migrate
-from services.common.nameko_ext import Store
+from services.common.nameko_ext import Store, consume_events
 from services.common.publisher import ConfirmingPublisher
 from services.feedback.entrypoints.service import FeedbackService
 from tests.support import amqp_uri, db, db_url, events_in, get_messages, queue_info, scalar, wait_for
@@ -159,3 +159,40 @@ def test_the_relay_sends_a_run_of_one_types_events_as_packs_in_outbox_order(
                       ("RequestRegistered", "one")]
     assert [m["properties"]["headers"]["events"] for m in messages] == [3, 1, 1, 1]
     assert [env["event_id"] for env in events_in(messages)] == [env["event_id"] for env in rows]
+
+
+# ----------------------------------------------------------------------------------- a handler that keeps failing
+class _Probe:
+    """Consumes feedback's queue (as feedback would) with a handler that fails on one event, every time."""
+
+    name = "feedback"
+    uow = Store(Path(__file__).parents[2] / "services" / "feedback" / "migrations")
+
+    @consume_events()
+    def on_event(self, envelope: dict[str, Any]) -> str:
+        with self.uow() as uow:
+            if not uow.claim(str(envelope["event_id"]), QUEUE):
+                return "duplicate"
+            if envelope["data"]["description"] == "boom":
+                raise RuntimeError("boom")
+            uow.commit()
+        return "ok"
+
+
+def test_a_failing_event_sends_its_pack_round_again_and_ends_dead_lettered_alone(run_service: Any) -> None:
+    get_messages(DLQ, 1000)
+    run_service(_Probe)
+    before = duplicates()
+    good, bad, good2 = (registered(no) for no in numbers(3))
+    bad["data"]["description"] = "boom"
+    publish_pack([good, bad, good2])
+    dead = wait_for(lambda: get_messages(DLQ, 10), timeout=60, what="the failing event dead-lettered")
+    assert len(dead) == 1 and json.loads(dead[0]["payload"])["event_id"] == bad["event_id"]
+    headers = dead[0]["properties"]["headers"]
+    assert headers["x-reason"] == "handler_error" and headers["x-pack-index"] == 1
+    # The good events were kept on the first delivery; each of the four redeliveries found both in the inbox.
+    claimed = scalar("feedback", "SELECT array_agg(event_id ORDER BY event_id) FROM inbox WHERE event_id = ANY(%s)",
+                     ([good["event_id"], bad["event_id"], good2["event_id"]],))
+    assert claimed == sorted([good["event_id"], good2["event_id"]])
+    assert duplicates() - before == 8
+    wait_for(settled, what="the pack acked after the dead letter")
