@@ -141,6 +141,19 @@ def test_the_outcome_is_the_same_whatever_the_order_events_arrive_in(esc: Any) -
     assert results[0] == results[1]
 
 
+def test_the_elapsed_histogram_is_by_clock_class_and_priority_and_verdicts_keep_every_label(esc: Any) -> None:
+    _drive("in_order", now())  # two clocks met, so both families have series
+    exported = generate_latest(REGISTRY).decode().splitlines()
+    buckets = [line for line in exported if line.startswith("sla_clock_elapsed_seconds_bucket{")]
+    verdicts = [line for line in exported if line.startswith("sla_clock_verdicts_total{")]
+    assert buckets and verdicts
+
+    def labels(line: str) -> set[str]:
+        return {pair.split("=")[0] for pair in line[line.index("{") + 1:line.index("}")].split(",")}
+    assert all(labels(line) == {"clock", "class", "priority", "le"} for line in buckets)
+    assert all(labels(line) == {"outcome", "clock", "class", "priority", "channel", "property"} for line in verdicts)
+
+
 def test_policy_versions_are_frozen_per_request(rpc: Any, fast_policy: Path) -> None:
     first = new_request_no()
     publish(registered(first, now() + timedelta(hours=1)))
