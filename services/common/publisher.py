@@ -25,7 +25,7 @@ class ConfirmTimeout(Exception):
 class Outgoing:
     exchange: str
     routing_key: str
-    body: Any
+    body: Any  # JSON-serialisable, or bytes already encoded as UTF-8 JSON
     message_id: str
     mandatory: bool = False
     headers: dict[str, Any] = field(default_factory=dict)
@@ -95,7 +95,8 @@ class ConfirmingPublisher:
                                          "application_headers": item.headers}
                 if item.correlation_id:
                     props["correlation_id"] = item.correlation_id
-                body = json.dumps(item.body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+                body = item.body if isinstance(item.body, bytes) else \
+                    json.dumps(item.body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
                 channel.basic_publish(amqp.Message(body, **props), exchange=item.exchange,
                                       routing_key=item.routing_key, mandatory=item.mandatory)
                 tags.append(self._next_tag)
