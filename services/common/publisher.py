@@ -7,7 +7,6 @@ responsibility for, and removes only those from its outbox.
 """
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -25,7 +24,7 @@ class ConfirmTimeout(Exception):
 class Outgoing:
     exchange: str
     routing_key: str
-    body: Any  # JSON-serialisable, or bytes already encoded as UTF-8 JSON
+    body: bytes  # UTF-8 JSON, as the outbox stores it
     message_id: str
     mandatory: bool = False
     headers: dict[str, Any] = field(default_factory=dict)
@@ -95,9 +94,7 @@ class ConfirmingPublisher:
                                          "application_headers": item.headers}
                 if item.correlation_id:
                     props["correlation_id"] = item.correlation_id
-                body = item.body if isinstance(item.body, bytes) else \
-                    json.dumps(item.body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-                channel.basic_publish(amqp.Message(body, **props), exchange=item.exchange,
+                channel.basic_publish(amqp.Message(item.body, **props), exchange=item.exchange,
                                       routing_key=item.routing_key, mandatory=item.mandatory)
                 tags.append(self._next_tag)
                 self._next_tag += 1
