@@ -302,6 +302,11 @@ def batch_settings(cfg: Any) -> tuple[int, int]:
     return max(1, int(cfg.get("CONSUMER_BATCH_SIZE", 50))), max(1, int(cfg.get("CONSUMER_LANES", 1)))
 
 
+def batch_linger(cfg: Any) -> float:
+    """Seconds a batch waits, from its first message's arrival, for more to join it (0: none)."""
+    return max(0.0, float(cfg.get("CONSUMER_LINGER_MS", 0))) / 1000.0
+
+
 def batch_lock_key(queue: str, lane: int = 0, lanes: int = 1) -> int:
     """The advisory lock a batch of `queue`'s `lane` holds for its transaction, in every instance.
 
@@ -388,6 +393,7 @@ class ReliableConsumer(Consumer):
         self.service = self.container.service_name
         self.dlq_publisher = Publisher(self.container.config["AMQP_URI"], use_confirms=True, serializer="json")
         self.batch_size, self.lanes = batch_settings(self.container.config)
+        self.linger = batch_linger(self.container.config)
         self._buffers: list[LightQueue] = [LightQueue() for _ in range(self.lanes)]  # bounded by the prefetch
         self._lane_free = [Semaphore(1) for _ in range(self.lanes)]
         self._precreate_series()
@@ -525,11 +531,24 @@ class ReliableConsumer(Consumer):
         buffer, free = self._buffers[lane], self._lane_free[lane]
         while True:
             items = [buffer.get()]
+            # Why linger: a batch costs a transaction, a commit (a WAL flush), a relay pass and a confirm round
+            # trip whatever its size; under moderate load batches were 2-3 messages, so those per-batch costs
+            # were most of a request's cost. Counted from the first message's arrival, so time spent waiting
+            # for the lane (under heavy load) is not added to it.
+            until = time.monotonic() + self.linger
             free.acquire()
             eventlet.sleep(0)  # deliveries already read from the socket join this batch
             while len(items) < self.batch_size:
                 try:
                     items.append(buffer.get_nowait())
+                    continue
+                except Empty:
+                    pass
+                left = until - time.monotonic()
+                if left <= 0:
+                    break
+                try:
+                    items.append(buffer.get(timeout=left))
                 except Empty:
                     break
             try:
