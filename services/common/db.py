@@ -13,7 +13,7 @@ import json
 import logging
 import re
 import uuid
-from datetime import datetime, UTC
+from datetime import date, datetime, UTC
 from pathlib import Path
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -35,10 +35,12 @@ T = TypeVar("T")
 
 
 def _json_default(value: Any) -> Any:
-    if isinstance(value, datetime):
+    if isinstance(value, (datetime, date)):
         return value.isoformat()
     if isinstance(value, uuid.UUID):
         return str(value)
+    if isinstance(value, (set, frozenset)):
+        return sorted(value)
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
@@ -263,6 +265,9 @@ class BatchUnitOfWork(UnitOfWork):
         self._outbox: list[dict[str, Any]] = []
         self._pending_outbox: list[dict[str, Any]] = []
         self._finishers: list[Callable[[BatchUnitOfWork], None]] = []
+        # fast mode: rows of single-row inserts kept for one statement per table (`defer_insert`), by (head, tail)
+        self._deferred: dict[tuple[str, str], list[Sequence[Any]]] = {}
+        self._pending_deferred: list[tuple[tuple[str, str], Sequence[Any]]] = []
         self.cache: dict[str, Any] = {}  # a service's per-batch state (fast mode only)
         self.items: list[dict[str, Any]] = []  # the batch's messages, as loaded
         self.position = -1  # which of them is being handled
@@ -280,11 +285,47 @@ class BatchUnitOfWork(UnitOfWork):
         return self._conn
 
     def _raw(self) -> psycopg.Connection[dict[str, Any]]:
-        """The connection, after the batch's advisory lock (taken before its first statement)."""
+        """The connection, after the batch's advisory lock (taken before its first statement) and the deferred
+        inserts (any statement may read their rows)."""
         if self._lock_sql:
             sql, self._lock_sql = self._lock_sql, ""
             self._conn.execute(sql)  # type: ignore[arg-type]
+        if self._pending_deferred or self._deferred:
+            self._flush_deferred()
         return self._conn
+
+    def defer_insert(self, head: str, row: Sequence[Any], tail: str = "") -> bool:
+        """Fast mode: keep `row` of `head` (`INSERT INTO <table> (<columns>)`, as `insert_many`) and write the
+        batch's rows of that statement in one, before the next statement that could read them, or at `finish`.
+        Returns False outside fast mode (the caller then runs its own insert). A row the database does not take
+        (a conflict `tail` skipped, a constraint) redoes the batch carefully, where the caller's own insert
+        tells it what happened, message by message: so a deferred insert may only be one whose every row is
+        expected to be inserted."""
+        if not self.fast:
+            return False
+        self._pending_deferred.append(((head, tail), row))
+        return True
+
+    def _flush_deferred(self) -> None:
+        self._keep_deferred()
+        groups, self._deferred = self._deferred, {}
+        for (head, tail), rows in groups.items():
+            m = _INSERT_HEAD.match(head)
+            if m is None:
+                raise ValueError(f"defer_insert needs 'INSERT INTO <table> (<columns>)', not {head!r}")
+            names = [c.strip() for c in m.group(2).split(",")]
+            cur = self._conn.execute(f"{head} {rows_of(m.group(1), m.group(2))} {tail}",  # type: ignore[arg-type]
+                                     (json_rows(names, rows),))
+            if cur.rowcount != len(rows):
+                raise RedoCarefully(f"{len(rows) - cur.rowcount} deferred rows of {m.group(1)} not inserted")
+
+    def _keep_deferred(self) -> None:
+        if self._pending_deferred and self.position >= 0:
+            # The current message's rows are about to be written: if it then fails, it cannot be undone alone.
+            self._used = True
+        for key, row in self._pending_deferred:
+            self._deferred.setdefault(key, []).append(row)
+        self._pending_deferred = []
 
     # -- the batch's life, driven by the consumer (services.common.nameko_ext.run_batch)
     def open(self, lock_key: int | None = None, *, fast: bool = False,
@@ -310,7 +351,7 @@ class BatchUnitOfWork(UnitOfWork):
         self._published = 0
         if self.fast:
             self._used = False
-            self._pending_claims, self._pending_outbox = [], []
+            self._pending_claims, self._pending_outbox, self._pending_deferred = [], [], []
             return
         release = "RELEASE SAVEPOINT item; " if self._has_savepoint else ""
         self._savepoint_sql = f"{self._lock_sql}{release}SAVEPOINT item"
@@ -319,7 +360,7 @@ class BatchUnitOfWork(UnitOfWork):
         if self.fast:
             if self._used:
                 raise RedoCarefully("a message's uncommitted statements cannot be undone alone")
-            self._pending_claims, self._pending_outbox = [], []
+            self._pending_claims, self._pending_outbox, self._pending_deferred = [], [], []
         elif self._savepoint_sql is None:  # the message used the connection: undo back to its savepoint
             self._conn.execute("ROLLBACK TO SAVEPOINT item")
         self._published = 0
@@ -331,6 +372,7 @@ class BatchUnitOfWork(UnitOfWork):
             self._claims += self._pending_claims
             self._outbox += self._pending_outbox
             self._pending_claims, self._pending_outbox = [], []
+            self._keep_deferred()
             self._used = False
 
     def end_item(self, failed: bool) -> None:
@@ -344,6 +386,7 @@ class BatchUnitOfWork(UnitOfWork):
         if self.fast:
             for fn in self._finishers:
                 fn(self)
+            self._raw()  # the deferred inserts, if no finisher wrote anything
             if self._outbox:
                 self._write_outbox(pack_order(self._outbox))
             if self._claims:

@@ -251,3 +251,66 @@ def test_a_refused_message_in_a_fast_batch_redoes_the_batch_with_savepoints(serv
     assert outcomes[2][1][0] is DomainError
     assert sorted(rows(service)) == [0, 1, 3, 4]
     assert inbox(service, [i["event_id"] for i in items]) == ["redo-0", "redo-1", "redo-3", "redo-4"]
+
+
+# -- deferred inserts: a fast batch's single-row inserts of one statement written as one ---------------------------
+
+def deferring(svc: _Service, msg: dict[str, Any]) -> str:
+    """A handler whose insert is deferred in a fast batch and run at once otherwise, as dispatch's work orders."""
+    uow = svc.uow()
+    with uow:
+        if not uow.claim(msg["event_id"], "test.batches"):
+            return "duplicate"
+        head = "INSERT INTO batch_rows (n, note)"
+        if not (isinstance(uow, BatchUnitOfWork)
+                and uow.defer_insert(head, [msg["n"], msg["event_id"]], "ON CONFLICT (n) DO NOTHING")):
+            if uow.execute(f"{head} VALUES (%s, %s) ON CONFLICT (n) DO NOTHING RETURNING 1",
+                           (msg["n"], msg["event_id"])).fetchone() is None:
+                return "taken"
+        if msg.get("read"):  # a later read in the batch sees the rows deferred before it
+            found = uow.execute("SELECT count(*) AS n FROM batch_rows").fetchone()
+            assert found is not None
+            msg["seen"] = found["n"]
+        if msg.get("refuse"):
+            raise DomainError("refused", field="n")
+        uow.commit()
+    return "ok"
+
+
+def test_a_fast_batch_writes_its_deferred_rows_in_one_statement(service: _Service) -> None:
+    sent = counting(service)
+    before = redone(service)
+    ids = [f"defer-{i}" for i in range(20)]
+    outcomes = run_batch(service, deferring, [{"n": i, "event_id": e} for i, e in enumerate(ids)],
+                         batch_lock_key("test.batches"))
+    assert [o[0] for o in outcomes] == ["ok"] * 20 and redone(service) == before
+    # the lock, one read of the inbox, the 20 rows in one statement, one write of the inbox
+    assert sent == ["SELECT", "SELECT", "INSERT", "INSERT"]
+    assert rows(service) == {i: e for i, e in enumerate(ids)}
+
+
+def test_a_statement_after_deferred_rows_finds_them_written(service: _Service) -> None:
+    items: list[dict[str, Any]] = [{"n": i, "event_id": f"read-{i}"} for i in range(4)]
+    items[2]["read"] = True
+    assert [o[0] for o in run_batch(service, deferring, items)] == ["ok"] * 4
+    assert items[2]["seen"] == 3  # its own row and the two before it
+    assert sorted(rows(service)) == [0, 1, 2, 3]
+
+
+def test_a_deferred_row_the_database_refuses_redoes_the_batch_where_its_insert_answers(service: _Service) -> None:
+    run_batch(service, deferring, [{"n": 7, "event_id": "first-7"}])
+    before = redone(service)
+    outcomes = run_batch(service, deferring, [{"n": 6, "event_id": "six"}, {"n": 7, "event_id": "again-7"},
+                                              {"n": 8, "event_id": "eight"}])
+    assert redone(service) == before + 1
+    assert [o[0] for o in outcomes] == ["ok", "taken", "ok"]
+    assert rows(service) == {6: "six", 7: "first-7", 8: "eight"}
+
+
+def test_a_message_that_fails_after_deferring_leaves_no_row(service: _Service) -> None:
+    items: list[dict[str, Any]] = [{"n": i, "event_id": f"fail-{i}"} for i in range(3)]
+    items[1]["refuse"] = True
+    outcomes = run_batch(service, deferring, items)
+    assert [o[0] for o in outcomes] == ["ok", None, "ok"]
+    assert rows(service) == {0: "fail-0", 2: "fail-2"}
+    assert inbox(service, [i["event_id"] for i in items]) == ["fail-0", "fail-2"]
