@@ -284,15 +284,22 @@ class BatchUnitOfWork(UnitOfWork):
             self._has_savepoint = True
         return self._conn
 
-    def _raw(self) -> psycopg.Connection[dict[str, Any]]:
+    def _raw(self, flush: bool = True) -> psycopg.Connection[dict[str, Any]]:
         """The connection, after the batch's advisory lock (taken before its first statement) and the deferred
         inserts (any statement may read their rows)."""
         if self._lock_sql:
             sql, self._lock_sql = self._lock_sql, ""
             self._conn.execute(sql)  # type: ignore[arg-type]
-        if self._pending_deferred or self._deferred:
+        if flush and (self._pending_deferred or self._deferred):
             self._flush_deferred()
         return self._conn
+
+    def read_past_deferred(self, sql: str, params: Any = None) -> psycopg.Cursor[dict[str, Any]]:
+        """A read that need not find the deferred rows written: its caller adds the batch's own rows itself."""
+        if not self.fast:
+            return self.execute(sql, params)
+        self._used = True
+        return self._raw(flush=False).execute(sql, params)  # type: ignore[arg-type]
 
     def defer_insert(self, head: str, row: Sequence[Any], tail: str = "") -> bool:
         """Fast mode: keep `row` of `head` (`INSERT INTO <table> (<columns>)`, as `insert_many`) and write the

@@ -115,3 +115,92 @@ def test_a_request_the_batch_cannot_keep_is_refused_alone_and_the_others_registe
     assert [o[0]["created"] for i, o in enumerate(outcomes) if i != 2] == [True] * 4
     numbers = [no for no, _ in registrations(service, source)]
     assert len(numbers) == 4 and len({parse_request_no(n).seq for n in numbers}) == 4
+
+
+def report(source: str, i: int, **fields: Any) -> dict[str, Any]:
+    # JH keeps no unit list, so a building of this run's own keeps earlier runs' reports out of its duplicates.
+    body = {**INBOUND_EXAMPLE, "source": source, "external_id": f"r-{i}", "channel": "online", "property_id": "JH",
+            "building": None, "area": None, "channel_details": {}, **fields}
+    return load_inbound(body)
+
+
+def counted(service: _Service) -> list[str]:
+    """The statements the next batches send on their own connection (first word of each)."""
+    sent: list[str] = []
+    store = service.uow.store
+    plain = store.batch_uow
+
+    class Counting:
+        def __init__(self, conn: Any) -> None:
+            self._conn = conn
+
+        def execute(self, sql: Any, params: Any = None) -> Any:
+            sent.append(" ".join(str(sql).split()[:3]).upper())
+            return self._conn.execute(sql, params)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._conn, name)
+
+    def batch_uow() -> BatchUnitOfWork:
+        b = plain()
+        checkout, give_back = b._checkout, b._give_back
+        b._checkout = lambda: Counting(checkout())  # type: ignore[method-assign]
+        b._give_back = lambda conn: give_back(conn._conn)  # type: ignore[method-assign]
+        return b
+
+    store.batch_uow = batch_uow  # type: ignore[method-assign]
+    return sent
+
+
+def test_a_batch_writes_its_requests_and_contacts_in_one_statement_each(service: _Service) -> None:
+    source = f"app-{uuid.uuid4().hex[:8]}"
+    building = uuid.uuid4().hex[:4].upper()
+    items = [report(source, i, unit=f"{building}-{1101 + i}", reporter={"kind": "resident", "phone": f"1390000{i:04d}"},
+                    description="咨询停车费") for i in range(10)]
+    sent = counted(service)
+    try:
+        outcomes = run_batch(service, register, items, batch_lock_key("intake.inbound"))
+    finally:
+        del service.uow.store.batch_uow  # the class's own again
+    assert [o[1] for o in outcomes] == [None] * 10, outcomes[0][1]
+    assert [o[0]["created"] for o in outcomes] == [True] * 10
+    assert sent.count("INSERT INTO REQUESTS") == 1 and sent.count("INSERT INTO CONTACTS") == 1
+    with service.uow.store.pool.connection() as conn:
+        phones = conn.execute("SELECT c.phone FROM contacts c JOIN requests r USING (request_no) "
+                              "WHERE r.source = %s ORDER BY 1", (source,)).fetchall()
+    assert [p[0] for p in phones] == [f"1390000{i:04d}" for i in range(10)]
+
+
+def test_a_repeat_report_in_the_same_batch_is_linked_to_the_first_one(service: _Service) -> None:
+    source = f"app-{uuid.uuid4().hex[:8]}"
+    building = uuid.uuid4().hex[:4].upper()
+    unit, phone = f"{building}-1507", f"137{uuid.uuid4().int % 10**8:08d}"
+    items = [report(source, 1, unit=unit, description="卫生间水管漏水"),
+             report(source, 2, unit=f"{building}-0902", reporter={"kind": "resident", "phone": phone}, description="电梯异响"),
+             report(source, 3, unit=unit, description="卫生间水管还在漏水"),
+             report(source, 4, unit=f"{building}-1002", reporter={"kind": "resident", "phone": phone},
+                    description="咨询装修手续")]
+    before = redone()
+    answers = [o[0] for o in run_batch(service, register, items, batch_lock_key("intake.inbound"))]
+    assert redone() == before
+    assert answers[2]["duplicate_of"] == answers[0]["request_no"]
+    assert answers[2]["duplicate_reason"] == "same_unit_and_class"
+    assert answers[3]["duplicate_of"] == answers[1]["request_no"] and answers[3]["duplicate_reason"] == "same_caller"
+    with service.uow.store.pool.connection() as conn:
+        stored = dict(conn.execute("SELECT request_no, duplicate_of FROM requests WHERE source = %s",
+                                   (source,)).fetchall())
+    assert stored[answers[2]["request_no"]] == answers[0]["request_no"]
+
+
+def test_reports_of_one_place_in_one_batch_form_one_incident(service: _Service) -> None:
+    source = f"app-{uuid.uuid4().hex[:8]}"
+    place = f"6栋地下车库-{uuid.uuid4().hex[:6]}"
+    items = [report(source, i, property_id="LY", area=place, description="水管爆裂，地面全是水") for i in range(4)]
+    answers = [o[0] for o in run_batch(service, register, items, batch_lock_key("intake.inbound"))]
+    assert [a["incident_id"] is None for a in answers] == [True, True, False, False]
+    assert answers[2]["incident_id"] == answers[3]["incident_id"]
+    assert [a["incident_children_count"] for a in answers[2:]] == [3, 4]
+    with service.uow.store.pool.connection() as conn:
+        members = {r[0] for r in conn.execute("SELECT request_no FROM requests WHERE incident_id = %s",
+                                              (answers[2]["incident_id"],)).fetchall()}
+    assert members == {a["request_no"] for a in answers}

@@ -9,7 +9,7 @@ from typing import Any
 from psycopg.rows import tuple_row
 from psycopg.types.json import Jsonb
 
-from services.common.db import UnitOfWork, batch_state
+from services.common.db import BatchUnitOfWork, UnitOfWork, batch_state
 from services.intake.domain.classification import Classification
 from services.intake.domain.duplicates import Incident
 from services.intake.domain.letters import Letter
@@ -92,8 +92,9 @@ def _take_numbers(uow: UnitOfWork, property_id: str, local_day: date, n: int) ->
 def probable_duplicates(uow: UnitOfWork, *, property_id: str, unit: str | None, category: str, phone: str | None,
                         since: datetime, until: datetime) -> list[dict[str, Any]]:
     """At most two rows: the earliest live request of the same unit and class, and the earliest from the same
-    phone, both within [since, until]. Each is one range scan of an index (requests_unit_class, contacts_caller)."""
-    return uow.execute(
+    phone, both within [since, until]. Each is one range scan of an index (requests_unit_class, contacts_caller).
+    In a fast batch, also the batch's own requests that match (their rows are not written yet)."""
+    rows = _read(uow,
         """(SELECT r.request_no, r.property_id, r.registered_at, r.category, r.subcategory, r.building, r.unit,
                    r.area, NULL::text AS phone, r.status, r.duplicate_of
               FROM requests r
@@ -110,6 +111,13 @@ def probable_duplicates(uow: UnitOfWork, *, property_id: str, unit: str | None, 
              ORDER BY c.registered_at, c.request_no LIMIT 1)""",
         {"property_id": property_id, "unit": unit, "category": category, "phone": phone, "since": since,
          "until": until}).fetchall()
+    if (b := _batch(uow)) is None or not b.mine:
+        return rows
+    have = {r["request_no"] for r in rows}
+    return rows + [r for r in map(_own_row, b.mine) if r["request_no"] not in have
+                   and r["property_id"] == property_id and since <= r["registered_at"] <= until
+                   and ((unit is not None and r["unit"] == unit and r["category"] == category)
+                        or (phone is not None and r["phone"] == phone))]
 
 
 def cluster_candidates(uow: UnitOfWork, *, property_id: str, category: str, subcategory: str,
@@ -131,8 +139,16 @@ def cluster_candidates(uow: UnitOfWork, *, property_id: str, category: str, subc
              f" ORDER BY r.registered_at, r.request_no LIMIT %(limit)s)" for place in places]
     if not parts:
         return []
-    rows = uow.execute(" UNION ALL ".join(parts), params).fetchall()
-    if len(parts) == 1:
+    rows = _read(uow, " UNION ALL ".join(parts), params).fetchall()
+    b = _batch(uow)
+    if b is not None and b.mine:  # the batch's own related requests, not written yet
+        have = {r["request_no"] for r in rows}
+        rows += [r for r in map(_own_row, b.mine) if r["request_no"] not in have
+                 and r["property_id"] == property_id and r["category"] == category
+                 and r["subcategory"] == subcategory and since <= r["registered_at"] <= until
+                 and (anywhere or (building is not None and r["building"] == building)
+                      or (area is not None and r["area"] == area))]
+    elif len(parts) == 1:
         return rows
     # A report in both the building and the area came twice; keep what one range over either place would give.
     unique = list({r["request_no"]: r for r in rows}.values())
@@ -140,6 +156,22 @@ def cluster_candidates(uow: UnitOfWork, *, property_id: str, category: str, subc
     loose = sorted((r for r in unique if r["incident_id"] is None), key=lambda r: (r["registered_at"],
                                                                                     r["request_no"]))[:limit]
     return joined + loose
+
+
+def _read(uow: UnitOfWork, sql: str, params: Any) -> Any:
+    """A read whose caller adds the fast batch's own requests itself: it need not wait for their rows."""
+    if isinstance(uow, BatchUnitOfWork):
+        return uow.read_past_deferred(sql, params)
+    return uow.execute(sql, params)
+
+
+def _own_row(r: Request) -> dict[str, Any]:
+    """A request this batch registered, as the duplicate and cluster reads return rows."""
+    c = r.classification
+    return {"request_no": r.request_no, "property_id": r.property_id, "registered_at": r.registered_at,
+            "category": c.category, "subcategory": c.subcategory, "building": r.building, "unit": r.unit,
+            "area": r.area, "phone": r.contact_phone, "status": r.status, "duplicate_of": r.duplicate_of,
+            "incident_id": str(r.incident_id) if r.incident_id else None}
 
 
 def lock_cluster(uow: UnitOfWork, key: str) -> None:
@@ -178,47 +210,66 @@ def get_incident(uow: UnitOfWork, incident_id: str) -> dict[str, Any] | None:
 
 # --- requests -------------------------------------------------------------------------------------------------------
 
+_REQUEST_COLUMNS = (
+    "request_no", "request_id", "property_id", "building", "unit", "area", "channel", "source", "external_id",
+    "category", "subcategory", "priority", "emergency", "confidence", "auto_classification",
+    "override_classification", "complaint_valid", "status", "owner_agent", "registered_by", "reporter_kind",
+    "description", "details", "paid_service", "vip", "compensation_demanded", "duplicate_of", "duplicate_reason",
+    "incident_id", "registered_at", "reported_at", "acknowledgement_required", "letter_id")
+
+
+def _request_values(request: Request, *, vip: bool, compensation_demanded: bool, reported_at: datetime | None,
+                    letter_id: uuid.UUID | None) -> dict[str, Any]:
+    c = request.classification
+    return {
+        "request_no": request.request_no, "request_id": request.id, "property_id": request.property_id,
+        "building": request.building, "unit": request.unit, "area": request.area, "channel": request.channel,
+        "source": request.source, "external_id": request.external_id, "category": c.category,
+        "subcategory": c.subcategory, "priority": c.priority, "emergency": c.emergency, "confidence": c.confidence,
+        "auto_classification": _json(request.auto_classification.to_dict()),
+        "override_classification": _json(request.agent_classification.to_dict())
+        if request.agent_classification else None,
+        "complaint_valid": c.complaint_valid, "status": request.status, "owner_agent": request.owner_agent,
+        "registered_by": request.owner_agent, "reporter_kind": request.reporter.kind,
+        "description": request.description,
+        # The caller's number lives in contacts only; the request keeps its masked form.
+        "details": _json(masked_channel_details(request.channel_details)), "paid_service": request.paid_service,
+        "vip": vip, "compensation_demanded": compensation_demanded, "duplicate_of": request.duplicate_of,
+        "duplicate_reason": request.duplicate_reason,
+        "incident_id": str(request.incident_id) if request.incident_id else None,
+        "registered_at": request.registered_at, "reported_at": reported_at,
+        "acknowledgement_required": request.acknowledgement_required, "letter_id": letter_id}
+
+
 def insert_request(uow: UnitOfWork, request: Request, *, vip: bool, compensation_demanded: bool,
                    reported_at: datetime | None, letter_id: uuid.UUID | None = None) -> bool:
     """False when (source, external_id) was registered concurrently by another delivery. The reporter's contact
     row is written in the same statement (one round trip), and only with the request."""
-    c = request.classification
     caller = request.channel_details.get("caller_number")
     contact = bool(request.reporter.name or request.reporter.phone or caller)
+    values = _request_values(request, vip=vip, compensation_demanded=compensation_demanded,
+                             reported_at=reported_at, letter_id=letter_id)
+    if (b := _batch(uow)) is not None and isinstance(uow, BatchUnitOfWork) and uow.defer_insert(
+            f"INSERT INTO requests ({', '.join(_REQUEST_COLUMNS)})", [values[k] for k in _REQUEST_COLUMNS],
+            "ON CONFLICT (source, external_id) DO NOTHING"):
+        # A fast batch writes its requests (and contacts) in one statement each; a request registered meanwhile
+        # by another delivery sends the batch round again carefully, where the insert below answers False.
+        if contact:
+            uow.defer_insert("INSERT INTO contacts (request_no, name, phone, caller_number, property_id, "
+                             "registered_at)", [request.request_no, request.reporter.name, request.reporter.phone,
+                                                caller, request.property_id, request.registered_at])
+        b.inserted(request)
+        return True
     row = uow.execute(
         ("WITH r AS (" if contact else "") +
-        """INSERT INTO requests (request_no, request_id, property_id, building, unit, area, channel, source,
-               external_id, category, subcategory, priority, emergency, confidence, auto_classification,
-               override_classification, complaint_valid, status, owner_agent, registered_by, reporter_kind,
-               description, details, paid_service, vip, compensation_demanded, duplicate_of, duplicate_reason,
-               incident_id, registered_at, reported_at, acknowledgement_required, letter_id)
-           VALUES (%(request_no)s, %(request_id)s, %(property_id)s, %(building)s, %(unit)s, %(area)s, %(channel)s,
-               %(source)s, %(external_id)s, %(category)s, %(subcategory)s, %(priority)s, %(emergency)s,
-               %(confidence)s, %(auto)s, %(override)s, %(complaint_valid)s, %(status)s, %(owner)s, %(owner)s,
-               %(reporter_kind)s, %(description)s, %(details)s, %(paid_service)s, %(vip)s, %(compensation)s,
-               %(duplicate_of)s, %(duplicate_reason)s, %(incident_id)s, %(registered_at)s, %(reported_at)s,
-               %(ack_required)s, %(letter_id)s)
-           ON CONFLICT (source, external_id) DO NOTHING RETURNING request_no"""
+        f"INSERT INTO requests ({', '.join(_REQUEST_COLUMNS)}) "
+        f"VALUES ({', '.join(f'%({k})s' for k in _REQUEST_COLUMNS)}) "
+        "ON CONFLICT (source, external_id) DO NOTHING RETURNING request_no"
         + (""") INSERT INTO contacts (request_no, name, phone, caller_number, property_id, registered_at)
            SELECT request_no, %(contact_name)s, %(contact_phone)s, %(caller)s, %(property_id)s, %(registered_at)s
            FROM r RETURNING 1""" if contact else ""),
-        {"contact_name": request.reporter.name, "contact_phone": request.reporter.phone, "caller": caller,
-         "request_no": request.request_no, "request_id": request.id, "property_id": request.property_id,
-         "building": request.building, "unit": request.unit, "area": request.area, "channel": request.channel,
-         "source": request.source, "external_id": request.external_id, "category": c.category,
-         "subcategory": c.subcategory, "priority": c.priority, "emergency": c.emergency, "confidence": c.confidence,
-         "auto": _json(request.auto_classification.to_dict()),
-         "override": _json(request.agent_classification.to_dict()) if request.agent_classification else None,
-         "complaint_valid": c.complaint_valid, "status": request.status, "owner": request.owner_agent,
-         "reporter_kind": request.reporter.kind, "description": request.description,
-         # The caller's number lives in contacts only; the request keeps its masked form.
-         "details": _json(masked_channel_details(request.channel_details)), "paid_service": request.paid_service,
-         "vip": vip, "compensation": compensation_demanded, "duplicate_of": request.duplicate_of,
-         "duplicate_reason": request.duplicate_reason,
-         "incident_id": str(request.incident_id) if request.incident_id else None,
-         "registered_at": request.registered_at, "reported_at": reported_at,
-         "ack_required": request.acknowledgement_required, "letter_id": letter_id},
-    ).fetchone()
+        {**values, "contact_name": request.reporter.name, "contact_phone": request.reporter.phone,
+         "caller": caller}).fetchone()
     if row is not None and (b := _batch(uow)) is not None:
         b.inserted(request)  # a redelivery later in the batch finds it
     return row is not None
@@ -429,6 +480,7 @@ class _Batch:
         self.places: dict[tuple[str, str | None], dict[str, Any] | None] | None = None
         self.known: dict[tuple[str, str], str | None] | None = None
         self.numbers: dict[tuple[str, date], list[Any]] = {}  # [next, last, taken at]
+        self.mine: list[Request] = []  # registered by this batch (their rows may not be written yet)
 
     def place(self, uow: UnitOfWork, property_id: str, unit: str | None) -> dict[str, Any] | None:
         if self.places is None:
@@ -474,6 +526,7 @@ class _Batch:
         return int(seq), block[2]
 
     def inserted(self, request: Request) -> None:
+        self.mine.append(request)
         if self.known is not None and request.source and request.external_id:
             self.known[(request.source, request.external_id)] = request.request_no
 
