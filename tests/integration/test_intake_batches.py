@@ -17,6 +17,7 @@ from services.common.contract.inbound import INBOUND_EXAMPLE, load_inbound
 from services.common.db import BatchUnitOfWork, UnitOfWork, make_pool, migrate
 from services.common.domain import DomainError
 from services.common.nameko_ext import UowFactory, batch_lock_key, run_batch
+from services.intake.adapters import repository
 from services.intake.adapters.dictionary import bounded_segmentation_dictionary, load_dictionary
 from services.intake.domain.classification import Classifier
 from services.intake.domain.numbering import parse_request_no
@@ -75,11 +76,17 @@ def registrations(svc: _Service, source: str) -> list[tuple[str, Any]]:
                             "ORDER BY registered_at, request_no", (source,)).fetchall()
 
 
-def test_a_batch_registers_each_request_once_with_numbers_taken_together(service: _Service) -> None:
+def test_a_batch_registers_each_request_once_with_numbers_taken_together(service: _Service,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     source = f"iot-{uuid.uuid4().hex[:8]}"
     items = [inbound(source, i, "LY" if i % 3 else "JH") for i in range(12)] + [inbound(source, 4)]
     before = redone()
+    takes: list[dict[str, int]] = []
+    take = repository._take_blocks
+    monkeypatch.setattr(repository, "_take_blocks", lambda uow, day, wanted: takes.append(dict(wanted))
+                        or take(uow, day, wanted))
     outcomes = run_batch(service, register, items, batch_lock_key("intake.inbound"))
+    assert takes == [{"LY": 9, "JH": 4}]  # both properties' numbers in one short transaction (the redelivery too)
     assert redone() == before  # it stayed in fast mode
     assert all(o[1] is None for o in outcomes)
     answers = [o[0] for o in outcomes]
@@ -176,7 +183,8 @@ def test_a_repeat_report_in_the_same_batch_is_linked_to_the_first_one(service: _
     building = uuid.uuid4().hex[:4].upper()
     unit, phone = f"{building}-1507", f"137{uuid.uuid4().int % 10**8:08d}"
     items = [report(source, 1, unit=unit, description="卫生间水管漏水"),
-             report(source, 2, unit=f"{building}-0902", reporter={"kind": "resident", "phone": phone}, description="电梯异响"),
+             report(source, 2, unit=f"{building}-0902", reporter={"kind": "resident", "phone": phone},
+                    description="电梯异响"),
              report(source, 3, unit=unit, description="卫生间水管还在漏水"),
              report(source, 4, unit=f"{building}-1002", reporter={"kind": "resident", "phone": phone},
                     description="咨询装修手续")]

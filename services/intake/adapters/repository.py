@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections import Counter
 from datetime import date, datetime
 from typing import Any
 
@@ -85,6 +86,21 @@ def _take_numbers(uow: UnitOfWork, property_id: str, local_day: date, n: int) ->
             (property_id, local_day, n)).fetchone()
     assert row is not None
     return int(row[0]), row[1]
+
+
+def _take_blocks(uow: UnitOfWork, local_day: date, wanted: dict[str, int]) -> dict[str, tuple[int, datetime]]:
+    """For each property, the last of `wanted[property]` numbers taken and the instant they were taken at; the
+    counters' rows locked in property order, as every multi-row lock here."""
+    props = sorted(wanted)
+    with uow.short_transaction() as conn, conn.cursor(row_factory=tuple_row) as cur:
+        rows = cur.execute(
+            "INSERT INTO request_numbers (property_id, local_day, last_seq) "
+            "SELECT w.p, %s, w.n FROM unnest(%s::text[], %s::int[]) AS w(p, n) ORDER BY w.p "
+            "ON CONFLICT (property_id, local_day) DO UPDATE "
+            "SET last_seq = request_numbers.last_seq + EXCLUDED.last_seq "
+            "RETURNING property_id, last_seq, clock_timestamp()",
+            (local_day, props, [wanted[p] for p in props])).fetchall()
+    return {r[0]: (int(r[1]), r[2]) for r in rows}
 
 
 # --- duplicates and clusters ----------------------------------------------------------------------------------------
@@ -517,10 +533,16 @@ class _Batch:
     def next_seq(self, uow: UnitOfWork, property_id: str, local_day: date) -> tuple[int, datetime]:
         block = self.numbers.get((property_id, local_day))
         if block is None or block[0] > block[1]:
+            # The blocks of every known property the rest of the batch needs, in one short transaction: one
+            # commit per batch, not one per property.
             position = getattr(uow, "position", 0)
-            n = max(1, sum(1 for i in self.items[position:] if i.get("property_id") == property_id))
-            last, at = _take_numbers(uow, property_id, local_day, n)
-            block = self.numbers[(property_id, local_day)] = [last - n + 1, last, at]
+            counts = Counter(str(i.get("property_id")) for i in self.items[position:])
+            known = {p for (p, _), place in (self.places or {}).items() if place is not None}
+            wanted = {p: n for p, n in counts.items() if p in known and (p, local_day) not in self.numbers}
+            wanted[property_id] = max(1, counts[property_id])
+            for p, (last, at) in _take_blocks(uow, local_day, wanted).items():
+                self.numbers[(p, local_day)] = [last - wanted[p] + 1, last, at]
+            block = self.numbers[(property_id, local_day)]
         seq = block[0]
         block[0] += 1
         return int(seq), block[2]
