@@ -286,9 +286,7 @@ class SafeQueueConsumer(QueueConsumer):
 
     @property
     def prefetch_count(self) -> int:
-        cfg = self.container.config
-        size, lanes = batch_settings(cfg)
-        return int(cfg.get("CONSUMER_PREFETCH", 0) or 2 * size * lanes)
+        return prefetch_count(self.container.config)
 
     def get_consumers(self, consumer_cls: type[KombuConsumer], channel: Any) -> Any:
         consumers = super().get_consumers(consumer_cls, channel)
@@ -300,6 +298,12 @@ class SafeQueueConsumer(QueueConsumer):
 def batch_settings(cfg: Any) -> tuple[int, int]:
     """(messages per batch at most, lanes: batches of the queue that may run at once)."""
     return max(1, int(cfg.get("CONSUMER_BATCH_SIZE", 50))), max(1, int(cfg.get("CONSUMER_LANES", 1)))
+
+
+def prefetch_count(cfg: Any) -> int:
+    """Deliveries in flight to a consumer: CONSUMER_PREFETCH, else twice a batch per lane."""
+    size, lanes = batch_settings(cfg)
+    return int(cfg.get("CONSUMER_PREFETCH", 0) or 2 * size * lanes)
 
 
 def batch_linger(cfg: Any) -> float:

@@ -98,3 +98,19 @@ def test_the_linger_is_configured_in_milliseconds_and_defaults_to_none() -> None
     assert batch_linger({}) == 0.0
     assert batch_linger({"CONSUMER_LINGER_MS": "20"}) == 0.02
     assert batch_linger({"CONSUMER_LINGER_MS": -5}) == 0.0
+
+
+@pytest.mark.parametrize("service", ["intake", "dispatch", "escalation", "feedback"])
+def test_a_consumer_holds_a_bounded_number_of_events_yet_enough_for_its_next_batches(service: str) -> None:
+    from services.common.config import REPO_ROOT, load_config
+    from services.common.nameko_ext import batch_settings, prefetch_count
+
+    cfg = load_config(REPO_ROOT / "services" / service / "config.yml", env={})
+    size, lanes = batch_settings(cfg)
+    deliveries = prefetch_count(cfg)
+    # Every producer packs up to its RELAY_PACK_MAX events in one delivery (intake's inbound messages are single).
+    pack = 1 if service == "intake" else max(
+        int(load_config(REPO_ROOT / "services" / s / "config.yml", env={})["RELAY_PACK_MAX"])
+        for s in ("intake", "dispatch", "escalation", "feedback"))
+    assert deliveries * pack <= 5_000  # a backlog waits in the broker, not in this process's memory
+    assert deliveries >= min(size * lanes, 50)  # and a batch can still fill under load
