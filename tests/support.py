@@ -155,3 +155,34 @@ def bulk_insert_breach_timers(conn: psycopg.Connection[Any], policy: Any, n: int
             for r in timer_rows:
                 copy.write_row(r)
     return prefix
+
+
+class _CountingConnection:
+    """A batch's connection that records the first `words` words of each statement sent on it."""
+
+    def __init__(self, conn: Any, sent: list[str], words: int) -> None:
+        self._conn, self._sent, self._words = conn, sent, words
+
+    def execute(self, sql: Any, params: Any = None) -> Any:
+        self._sent.append(" ".join(str(sql).split()[:self._words]).upper())
+        return self._conn.execute(sql, params)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+
+def count_batch_statements(store: Any, words: int = 1) -> list[str]:
+    """From now on, the statements each batch unit of work of `store` sends on its own connection (not the pool's
+    other connections), by their first `words` words: the list fills as batches run."""
+    sent: list[str] = []
+    plain = store.batch_uow
+
+    def batch_uow() -> Any:
+        b = plain()
+        checkout, give_back = b._checkout, b._give_back
+        b._checkout = lambda: _CountingConnection(checkout(), sent, words)
+        b._give_back = lambda conn: give_back(conn._conn)
+        return b
+
+    store.batch_uow = batch_uow
+    return sent

@@ -16,7 +16,7 @@ import pytest
 from services.common.db import BatchUnitOfWork, UnitOfWork, make_pool, migrate
 from services.common.domain import DomainError
 from services.common.nameko_ext import UowFactory, batch_lock_key, run_batch
-from tests.support import db_url
+from tests.support import count_batch_statements, db_url
 
 
 class _Store:
@@ -154,34 +154,8 @@ def test_messages_a_handler_ignores_cost_no_statement_and_do_not_upset_the_savep
 
 # -- fast mode: no savepoints, claims and events written once per batch; redone carefully when it must be ----------
 
-class _Counting:
-    """The batch's connection, counting the statements sent on it."""
-
-    def __init__(self, conn: Any, sent: list[str]) -> None:
-        self._conn, self._sent = conn, sent
-
-    def execute(self, sql: Any, params: Any = None) -> Any:
-        self._sent.append(str(sql).split()[0].upper())
-        return self._conn.execute(sql, params)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._conn, name)
-
-
 def counting(service: _Service) -> list[str]:
-    sent: list[str] = []
-    store = service.uow.store
-    plain = store.batch_uow
-
-    def batch_uow() -> BatchUnitOfWork:
-        b = plain()
-        checkout, give_back = b._checkout, b._give_back
-        b._checkout = lambda: _Counting(checkout(), sent)  # type: ignore[method-assign]
-        b._give_back = lambda conn: give_back(conn._conn)  # type: ignore[method-assign]
-        return b
-
-    store.batch_uow = batch_uow  # type: ignore[method-assign]
-    return sent
+    return count_batch_statements(service.uow.store)
 
 
 def claiming(svc: _Service, msg: dict[str, Any]) -> str:

@@ -23,7 +23,7 @@ from services.intake.domain.classification import Classifier
 from services.intake.domain.numbering import parse_request_no
 from services.intake.entrypoints.service import register_command
 from services.intake.service_layer import handlers
-from tests.support import db_url
+from tests.support import count_batch_statements, db_url
 
 
 class _Store:
@@ -131,40 +131,12 @@ def report(source: str, i: int, **fields: Any) -> dict[str, Any]:
     return load_inbound(body)
 
 
-def counted(service: _Service) -> list[str]:
-    """The statements the next batches send on their own connection (first word of each)."""
-    sent: list[str] = []
-    store = service.uow.store
-    plain = store.batch_uow
-
-    class Counting:
-        def __init__(self, conn: Any) -> None:
-            self._conn = conn
-
-        def execute(self, sql: Any, params: Any = None) -> Any:
-            sent.append(" ".join(str(sql).split()[:3]).upper())
-            return self._conn.execute(sql, params)
-
-        def __getattr__(self, name: str) -> Any:
-            return getattr(self._conn, name)
-
-    def batch_uow() -> BatchUnitOfWork:
-        b = plain()
-        checkout, give_back = b._checkout, b._give_back
-        b._checkout = lambda: Counting(checkout())  # type: ignore[method-assign]
-        b._give_back = lambda conn: give_back(conn._conn)  # type: ignore[method-assign]
-        return b
-
-    store.batch_uow = batch_uow  # type: ignore[method-assign]
-    return sent
-
-
 def test_a_batch_writes_its_requests_and_contacts_in_one_statement_each(service: _Service) -> None:
     source = f"app-{uuid.uuid4().hex[:8]}"
     building = uuid.uuid4().hex[:4].upper()
     items = [report(source, i, unit=f"{building}-{1101 + i}", reporter={"kind": "resident", "phone": f"1390000{i:04d}"},
                     description="咨询停车费") for i in range(10)]
-    sent = counted(service)
+    sent = count_batch_statements(service.uow.store, words=3)
     try:
         outcomes = run_batch(service, register, items, batch_lock_key("intake.inbound"))
     finally:
