@@ -206,7 +206,9 @@ def test_backup_under_traffic_restores_every_accepted_request_and_fires_overdue_
     # The outage: the platform stays down until some breach timers are overdue (observable in the restored rows).
     overdue = ("SELECT d.id, d.clock_id FROM escalation.deadlines d WHERE d.kind = %s AND d.fired_at IS NULL "
                "AND d.due_at <= now()")
-    wait_for(lambda: len(_rows(DST, overdue, ("breach",))) >= 5, timeout=20, what="breach timers due in the outage")
+    # Some of these clocks are met instead after the restart (their stopping fact was still in a queue at the
+    # backup; the longer a consumer's batch lingers, the more): wait for enough that at least three breach.
+    wait_for(lambda: len(_rows(DST, overdue, ("breach",))) >= 10, timeout=40, what="breach timers due in the outage")
     restart_at = _rows(DST, "SELECT now()")[0][0]
     due_in_outage = {r[1]: r[0] for r in _rows(DST, overdue, ("breach",))}
     warn_in_outage = {r[1]: r[0] for r in _rows(DST, overdue, ("warning",))}
