@@ -91,15 +91,19 @@ def insert_many(uow: UnitOfWork, head: str, rows: Sequence[Sequence[Any]], tail:
     parameter, typed by the table (`json_populate_recordset`). A multi-row VALUES list was a new statement for
     each row count, which psycopg parsed afresh every time (its cache stops at 50 parameters) and Postgres could
     never prepare: a third of a batch's writing time. `head` is `INSERT INTO <table> (<columns>)`."""
-    if not rows:
-        return
+    if rows:
+        uow.execute(*_insert_rows(head, rows, tail))
+
+
+def _insert_rows(head: str, rows: Sequence[Sequence[Any]], tail: str) -> tuple[str, tuple[str]]:
+    """The statement and parameter of `insert_many`."""
     m = _INSERT_HEAD.match(head)
     if m is None:
-        raise ValueError(f"insert_many needs 'INSERT INTO <table> (<columns>)', not {head!r}")
+        raise ValueError(f"needs 'INSERT INTO <table> (<columns>)', not {head!r}")
     table, columns = m.group(1), m.group(2)
     names = [c.strip() for c in columns.split(",")]
     # `WHERE true`: an ON CONFLICT right after a FROM would otherwise be read as part of it.
-    uow.execute(f"{head} {rows_of(table, columns)} {tail}", (json_rows(names, rows),))
+    return f"{head} {rows_of(table, columns)} {tail}", (json_rows(names, rows),)
 
 
 _OUTBOX = "event_id, exchange, routing_key, body"
@@ -317,14 +321,9 @@ class BatchUnitOfWork(UnitOfWork):
         self._keep_deferred()
         groups, self._deferred = self._deferred, {}
         for (head, tail), rows in groups.items():
-            m = _INSERT_HEAD.match(head)
-            if m is None:
-                raise ValueError(f"defer_insert needs 'INSERT INTO <table> (<columns>)', not {head!r}")
-            names = [c.strip() for c in m.group(2).split(",")]
-            cur = self._conn.execute(f"{head} {rows_of(m.group(1), m.group(2))} {tail}",  # type: ignore[arg-type]
-                                     (json_rows(names, rows),))
+            cur = self._conn.execute(*_insert_rows(head, rows, tail))  # type: ignore[arg-type]
             if cur.rowcount != len(rows):
-                raise RedoCarefully(f"{len(rows) - cur.rowcount} deferred rows of {m.group(1)} not inserted")
+                raise RedoCarefully(f"{len(rows) - cur.rowcount} deferred rows not inserted by {head.split('(')[0]}")
 
     def _keep_deferred(self) -> None:
         if self._pending_deferred and self.position >= 0:

@@ -372,9 +372,10 @@ class ReliableConsumer(Consumer):
 
     Deliveries are handled in batches: a worker takes up to CONSUMER_BATCH_SIZE loaded messages of one lane and
     runs the method once per message inside one transaction (fast, or a savepoint each: `run_batch`); each of the
-    CONSUMER_LANES lanes runs one batch at a time (`batch_lock_key`). Under light load a batch is one message;
-    under load the deliveries that arrive while a lane's batch runs form its next one. Each message is then
-    settled on its own, as below.
+    CONSUMER_LANES lanes runs one batch at a time (`batch_lock_key`). A batch takes what arrives within
+    CONSUMER_LINGER_MS of its first message (under light load, often that message alone); under load the
+    deliveries that arrive while a lane's batch runs form its next one. Each message is then settled on its own,
+    as below.
 
     Outcomes: success -> ack. Invalid body or a refused domain command -> dead-letter with the reason,
     ack. Database unavailable or a prerequisite not yet arrived -> retried here with backoff (the

@@ -73,19 +73,7 @@ def next_seq(uow: UnitOfWork, property_id: str, local_day: date) -> tuple[int, d
     times then sort the same way (a clock read before or after the counter would not)."""
     if (b := _batch(uow)) is not None:
         return b.next_seq(uow, property_id, local_day)
-    return _take_numbers(uow, property_id, local_day, 1)
-
-
-def _take_numbers(uow: UnitOfWork, property_id: str, local_day: date, n: int) -> tuple[int, datetime]:
-    """The last of `n` numbers taken, and the instant they were taken at."""
-    with uow.short_transaction() as conn, conn.cursor(row_factory=tuple_row) as cur:
-        row = cur.execute(
-            "INSERT INTO request_numbers (property_id, local_day, last_seq) VALUES (%s, %s, %s) "
-            "ON CONFLICT (property_id, local_day) DO UPDATE "
-            "SET last_seq = request_numbers.last_seq + EXCLUDED.last_seq RETURNING last_seq, clock_timestamp()",
-            (property_id, local_day, n)).fetchone()
-    assert row is not None
-    return int(row[0]), row[1]
+    return _take_blocks(uow, local_day, {property_id: 1})[property_id]
 
 
 def _take_blocks(uow: UnitOfWork, local_day: date, wanted: dict[str, int]) -> dict[str, tuple[int, datetime]]:
