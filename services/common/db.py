@@ -158,6 +158,15 @@ class UnitOfWork:
     def execute(self, sql: str, params: Any = None) -> psycopg.Cursor[dict[str, Any]]:
         return self.conn.execute(sql, params)  # type: ignore[arg-type]
 
+    def defer_insert(self, head: str, row: Sequence[Any], tail: str = "") -> bool:
+        """Keep a single-row insert for one statement per batch: only a fast batch can (`BatchUnitOfWork`); here
+        False, and the caller runs its own insert."""
+        return False
+
+    def read_past_deferred(self, sql: str, params: Any = None) -> psycopg.Cursor[dict[str, Any]]:
+        """A read that need not find deferred rows written (its caller adds them itself): here, any read."""
+        return self.execute(sql, params)
+
     def publish(self, events: Event | Iterable[Event], *, correlation_id: str | None = None) -> list[dict[str, Any]]:
         envelopes = self._envelopes(events, correlation_id)
         self._write_outbox(envelopes)
@@ -299,7 +308,6 @@ class BatchUnitOfWork(UnitOfWork):
         return self._conn
 
     def read_past_deferred(self, sql: str, params: Any = None) -> psycopg.Cursor[dict[str, Any]]:
-        """A read that need not find the deferred rows written: its caller adds the batch's own rows itself."""
         if not self.fast:
             return self.execute(sql, params)
         self._used = True
@@ -357,7 +365,7 @@ class BatchUnitOfWork(UnitOfWork):
         self._published = 0
         if self.fast:
             self._used = False
-            self._pending_claims, self._pending_outbox, self._pending_deferred = [], [], []
+            self._drop_pending()
             return
         release = "RELEASE SAVEPOINT item; " if self._has_savepoint else ""
         self._savepoint_sql = f"{self._lock_sql}{release}SAVEPOINT item"
@@ -366,10 +374,14 @@ class BatchUnitOfWork(UnitOfWork):
         if self.fast:
             if self._used:
                 raise RedoCarefully("a message's uncommitted statements cannot be undone alone")
-            self._pending_claims, self._pending_outbox, self._pending_deferred = [], [], []
+            self._drop_pending()
         elif self._savepoint_sql is None:  # the message used the connection: undo back to its savepoint
             self._conn.execute("ROLLBACK TO SAVEPOINT item")
         self._published = 0
+
+    def _drop_pending(self) -> None:
+        """Forget what the current message's block claimed, published and deferred (fast mode)."""
+        self._pending_claims, self._pending_outbox, self._pending_deferred = [], [], []
 
     def _keep_block(self) -> None:
         self._batch_published += self._published

@@ -205,6 +205,8 @@ def test_a_cluster_lookup_reads_the_reports_of_its_place_not_every_report_of_the
             self.sql, self.params = sql, params
             return self
 
+        read_past_deferred = execute  # the unit of work's read, as the lookup calls it
+
         def fetchall(self) -> list[Any]:
             return []
 

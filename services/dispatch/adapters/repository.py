@@ -122,17 +122,12 @@ def insert_work_order(uow: UnitOfWork, wo: WorkOrder, origin: str, now: datetime
     columns = {**_columns(wo, now), "origin": origin}
     # In a fast batch the batch's new work orders are one statement (a batch's only per-request round trip);
     # one whose origin exists already sends the batch round again carefully, where this answers False.
-    if isinstance(uow, BatchUnitOfWork) and uow.defer_insert(
-            f"INSERT INTO work_orders ({', '.join(_WORK_ORDER_COLUMNS)})",
-            [columns[c] for c in _WORK_ORDER_COLUMNS], "ON CONFLICT (request_no, origin) DO NOTHING"):
+    head = f"INSERT INTO work_orders ({', '.join(_WORK_ORDER_COLUMNS)})"
+    tail = "ON CONFLICT (request_no, origin) DO NOTHING"
+    if uow.defer_insert(head, [columns[c] for c in _WORK_ORDER_COLUMNS], tail):
         return True
-    row = uow.execute(
-        """INSERT INTO work_orders (id, request_no, origin, property_id, department, state, technician_id, accept_by,
-               due_at, follow_up_of, created_at, resolved_at, closed_at, updated_at, version, doc)
-           VALUES (%(id)s, %(request_no)s, %(origin)s, %(property_id)s, %(department)s, %(state)s, %(technician_id)s,
-               %(accept_by)s, %(due_at)s, %(follow_up_of)s, %(created_at)s, %(resolved_at)s, %(closed_at)s,
-               %(updated_at)s, %(version)s, %(doc)s)
-           ON CONFLICT (request_no, origin) DO NOTHING RETURNING 1""", columns).fetchone()
+    row = uow.execute(f"{head} VALUES ({', '.join(f'%({c})s' for c in _WORK_ORDER_COLUMNS)}) {tail} RETURNING 1",
+                      columns).fetchone()
     return row is not None
 
 

@@ -6,11 +6,12 @@ import uuid
 from collections import Counter
 from datetime import date, datetime
 from typing import Any
+from collections.abc import Callable
 
 from psycopg.rows import tuple_row
 from psycopg.types.json import Jsonb
 
-from services.common.db import BatchUnitOfWork, UnitOfWork, batch_state
+from services.common.db import UnitOfWork, batch_state
 from services.intake.domain.classification import Classification
 from services.intake.domain.duplicates import Incident
 from services.intake.domain.letters import Letter
@@ -98,7 +99,7 @@ def probable_duplicates(uow: UnitOfWork, *, property_id: str, unit: str | None, 
     """At most two rows: the earliest live request of the same unit and class, and the earliest from the same
     phone, both within [since, until]. Each is one range scan of an index (requests_unit_class, contacts_caller).
     In a fast batch, also the batch's own requests that match (their rows are not written yet)."""
-    rows = _read(uow,
+    rows = uow.read_past_deferred(
         """(SELECT r.request_no, r.property_id, r.registered_at, r.category, r.subcategory, r.building, r.unit,
                    r.area, NULL::text AS phone, r.status, r.duplicate_of
               FROM requests r
@@ -115,13 +116,9 @@ def probable_duplicates(uow: UnitOfWork, *, property_id: str, unit: str | None, 
              ORDER BY c.registered_at, c.request_no LIMIT 1)""",
         {"property_id": property_id, "unit": unit, "category": category, "phone": phone, "since": since,
          "until": until}).fetchall()
-    if (b := _batch(uow)) is None or not b.mine:
-        return rows
-    have = {r["request_no"] for r in rows}
-    return rows + [r for r in map(_own_row, b.mine) if r["request_no"] not in have
-                   and r["property_id"] == property_id and since <= r["registered_at"] <= until
-                   and ((unit is not None and r["unit"] == unit and r["category"] == category)
-                        or (phone is not None and r["phone"] == phone))]
+    return _with_own(uow, rows, lambda r: r["property_id"] == property_id and since <= r["registered_at"] <= until
+                     and ((unit is not None and r["unit"] == unit and r["category"] == category)
+                          or (phone is not None and r["phone"] == phone)))
 
 
 def cluster_candidates(uow: UnitOfWork, *, property_id: str, category: str, subcategory: str,
@@ -143,16 +140,12 @@ def cluster_candidates(uow: UnitOfWork, *, property_id: str, category: str, subc
              f" ORDER BY r.registered_at, r.request_no LIMIT %(limit)s)" for place in places]
     if not parts:
         return []
-    rows = _read(uow, " UNION ALL ".join(parts), params).fetchall()
-    b = _batch(uow)
-    if b is not None and b.mine:  # the batch's own related requests, not written yet
-        have = {r["request_no"] for r in rows}
-        rows += [r for r in map(_own_row, b.mine) if r["request_no"] not in have
-                 and r["property_id"] == property_id and r["category"] == category
-                 and r["subcategory"] == subcategory and since <= r["registered_at"] <= until
-                 and (anywhere or (building is not None and r["building"] == building)
-                      or (area is not None and r["area"] == area))]
-    elif len(parts) == 1:
+    found = uow.read_past_deferred(" UNION ALL ".join(parts), params).fetchall()
+    rows = _with_own(uow, found, lambda r: r["property_id"] == property_id and r["category"] == category
+                     and r["subcategory"] == subcategory and since <= r["registered_at"] <= until
+                     and (anywhere or (building is not None and r["building"] == building)
+                          or (area is not None and r["area"] == area)))
+    if len(parts) == 1 and rows is found:
         return rows
     # A report in both the building and the area came twice; keep what one range over either place would give.
     unique = list({r["request_no"]: r for r in rows}.values())
@@ -162,11 +155,16 @@ def cluster_candidates(uow: UnitOfWork, *, property_id: str, category: str, subc
     return joined + loose
 
 
-def _read(uow: UnitOfWork, sql: str, params: Any) -> Any:
-    """A read whose caller adds the fast batch's own requests itself: it need not wait for their rows."""
-    if isinstance(uow, BatchUnitOfWork):
-        return uow.read_past_deferred(sql, params)
-    return uow.execute(sql, params)
+def _with_own(uow: UnitOfWork, rows: list[dict[str, Any]], keep: Callable[[dict[str, Any]], bool]
+              ) -> list[dict[str, Any]]:
+    """`rows` (read past the deferred inserts) and, in a fast batch, the batch's own requests that `keep` matches
+    and the read did not return (their rows are not written yet); `rows` itself when there are none to add."""
+    b = _batch(uow)
+    if b is None or not b.mine:
+        return rows
+    have = {r["request_no"] for r in rows}
+    own = [r for r in map(_own_row, b.mine) if r["request_no"] not in have and keep(r)]
+    return rows + own if own else rows
 
 
 def _own_row(r: Request) -> dict[str, Any]:
@@ -253,7 +251,7 @@ def insert_request(uow: UnitOfWork, request: Request, *, vip: bool, compensation
     contact = bool(request.reporter.name or request.reporter.phone or caller)
     values = _request_values(request, vip=vip, compensation_demanded=compensation_demanded,
                              reported_at=reported_at, letter_id=letter_id)
-    if (b := _batch(uow)) is not None and isinstance(uow, BatchUnitOfWork) and uow.defer_insert(
+    if (b := _batch(uow)) is not None and uow.defer_insert(
             f"INSERT INTO requests ({', '.join(_REQUEST_COLUMNS)})", [values[k] for k in _REQUEST_COLUMNS],
             "ON CONFLICT (source, external_id) DO NOTHING"):
         # A fast batch writes its requests (and contacts) in one statement each; a request registered meanwhile
