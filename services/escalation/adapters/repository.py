@@ -229,10 +229,16 @@ def replace_timers(uow: UnitOfWork, timers: dict[UUID, list[Any]]) -> None:
     _replace_timers(uow, timers)
 
 
-def _replace_timers(uow: UnitOfWork, timers: dict[UUID, list[Any]]) -> None:
+def _replace_timers(uow: UnitOfWork, timers: dict[UUID, list[Any]], stored: set[UUID] | None = None) -> None:
+    """`stored`: the clocks that may have timers already (None: any of them); a clock a fast batch created has
+    none, so its timers are only inserted (a registration's three clocks cost no delete probes)."""
     if not timers:
         return
     rows = [(cid, t.kind, t.due_at, t.token) for cid, ts in timers.items() for t in ts]
+    old = list(timers) if stored is None else [cid for cid in timers if cid in stored]
+    if not old:
+        insert_many(uow, f"INSERT INTO deadlines ({_DEADLINE})", rows, "ON CONFLICT (clock_id, token) DO NOTHING")
+        return
     # One round trip. The delete and the insert see the same snapshot, so a pending row whose token is kept is
     # deleted and not re-inserted (ON CONFLICT sees it still): keep those rows out of the delete instead.
     # `(fired_at IS NULL) IS TRUE`, not `fired_at IS NULL`: the plain predicate lets the planner add the
@@ -243,7 +249,7 @@ def _replace_timers(uow: UnitOfWork, timers: dict[UUID, list[Any]]) -> None:
         "AND NOT (clock_id, token) = ANY(SELECT * FROM unnest(%s::uuid[], %s::text[]))) "
         f"INSERT INTO deadlines ({_DEADLINE}) {rows_of('deadlines', _DEADLINE)} "
         "ON CONFLICT (clock_id, token) DO NOTHING",
-        [list(timers), [r[0] for r in rows], [r[3] for r in rows], json_rows(_DEADLINE.split(", "), rows)])
+        [old, [r[0] for r in rows], [r[3] for r in rows], json_rows(_DEADLINE.split(", "), rows)])
 
 
 _DEADLINE = "clock_id, kind, due_at, token"
@@ -468,9 +474,11 @@ class _Batch:
         self.pending: dict[str, list[dict[str, Any]]] = {}
         self.pending_new: dict[int, tuple[str, dict[str, Any]]] = {}
         self.pending_gone: list[int] = []
+        self.pending_owner: dict[int, str] = {}  # pending fact id -> its subject
         self.fired: dict[str, set[str]] = {}
         self.fired_new: list[tuple[str, str, UUID, datetime]] = []
         self.clock_rows: dict[UUID, dict[str, Any]] = {}
+        self.stored_clocks: set[UUID] = set()  # clocks read from the table (only those can have timers there)
         self.timers: dict[UUID, list[Any]] = {}
         self.escalations: dict[UUID, dict[str, Any]] = {}
         self.request_timers: list[tuple[str, str, str, datetime | None, str | None]] = []
@@ -501,8 +509,10 @@ class _Batch:
         for r in uow.execute("SELECT clock_id, request_no, kind, state, policy_version, data, started_at FROM clocks "
                              "WHERE request_no = ANY(%s) ORDER BY clock_id FOR UPDATE", (subjects,)).fetchall():
             self.clocks[r.pop("request_no")][r["clock_id"]] = r
+            self.stored_clocks.add(r["clock_id"])
         for r in uow.execute("SELECT id, request_no, clock, verb, at, reason FROM pending_facts "
                              "WHERE request_no = ANY(%s)", (subjects,)).fetchall():
+            self.pending_owner[r["id"]] = r["request_no"]
             self.pending[r.pop("request_no")].append(r)
         for r in uow.execute("SELECT request_no, rule FROM condition_fired WHERE request_no = ANY(%s)",
                              (subjects,)).fetchall():
@@ -529,13 +539,19 @@ class _Batch:
         self._next_id += 1
         row = {"id": self._next_id, **fact}
         self.pending[subject].append(row)
+        self.pending_owner[self._next_id] = subject
         self.pending_new[self._next_id] = (subject, row)
 
     def delete_pending(self, ids: Sequence[int]) -> None:
+        if not ids:  # every registration asks, with nothing to delete
+            return
         gone = set(ids)
-        for no, rows in self.pending.items():
-            self.pending[no] = [r for r in rows if r["id"] not in gone]
+        # Only the subjects holding these facts: rebuilding every subject's list per call made a batch of 100
+        # registrations quadratic (3.5 % of this service's CPU at 250/s).
+        for no in {self.pending_owner[i] for i in gone if i in self.pending_owner}:
+            self.pending[no] = [r for r in self.pending[no] if r["id"] not in gone]
         for i in gone:
+            self.pending_owner.pop(i, None)
             if self.pending_new.pop(i, None) is None:
                 self.pending_gone.append(i)
 
@@ -549,7 +565,7 @@ class _Batch:
                         f"ON CONFLICT (request_no) DO UPDATE SET "
                         f"{', '.join(f'{c} = EXCLUDED.{c}' for c in REQUEST_COLUMNS)}")
         _save_clocks(uow, list(self.clock_rows.values()))
-        _replace_timers(uow, self.timers)
+        _replace_timers(uow, self.timers, stored=self.stored_clocks)
         _save_escalations(uow, list(self.escalations.values()))
         _set_request_timers(uow, self.request_timers)
         if self.pending_gone:
