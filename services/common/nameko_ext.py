@@ -386,7 +386,7 @@ class ReliableConsumer(Consumer):
     queue_consumer = SafeQueueConsumer()
     max_not_ready = 40
 
-    def __init__(self, queue: Any, loader: Callable[[Any], dict[str, Any]], **kwargs: Any) -> None:
+    def __init__(self, queue: Any, loader: Callable[[Any], dict[str, Any] | None], **kwargs: Any) -> None:
         self.loader = loader
         self._attempts: dict[Any, int] = {}
         # Outcomes this entrypoint handles itself (retry, dead-letter): nameko logs them as "(expected)",
@@ -501,6 +501,9 @@ class ReliableConsumer(Consumer):
             except ValidationError as exc:
                 self.dead_letter(part, "invalid", exc.messages)
                 return
+            if loaded is None:
+                self._skip(body, part)
+                return
             self._spawn(loaded, part)
         except ContainerBeingKilled:
             pass  # not acked: the broker gives the message to the next consumer
@@ -525,9 +528,17 @@ class ReliableConsumer(Consumer):
             except ValidationError as exc:
                 self.dead_letter(part, "invalid", exc.messages)
                 continue
+            if loaded is None:
+                self._skip(item, part)
+                continue
             loaded_parts.append((loaded, part))
         for loaded, part in loaded_parts:
             self._spawn(loaded, part)
+
+    def _skip(self, body: Any, part: _Part) -> None:
+        """The loader found nothing in this event for the service: settled at once, counted as handled."""
+        self._handled(str(body.get("event_type"))).inc()
+        self._ack(part)
 
     def _spawn(self, loaded: dict[str, Any], part: _Part) -> None:
         self._buffers[lane_of(loaded, self.lanes)].put((loaded, part))
@@ -731,9 +742,10 @@ def _batched(fn: Callable[[Any, dict[str, Any]], Any]) -> Callable[..., list[Out
     return run
 
 
-def consume_events(loader: Callable[[Any], dict[str, Any]] | None = None) -> Any:
+def consume_events(loader: Callable[[Any], dict[str, Any] | None] | None = None) -> Any:
     """The service's single event queue (`<service>.events`), bound per topology.SUBSCRIPTIONS. The method
-    takes one event; it is called per event inside a batch transaction (`run_batch`)."""
+    takes one event; it is called per event inside a batch transaction (`run_batch`). A loader may answer None
+    for an event the service has no use for: it is acknowledged without a batch."""
     from services.common.contract.registry import load_envelope
 
     class _EventConsumer(ReliableConsumer):

@@ -2,6 +2,7 @@
 RabbitMQ, and a policy with targets in seconds (time_scale 1/1800: first response 1 s, ladder rungs 1 s)."""
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta, UTC
 from pathlib import Path
 from typing import Any
@@ -321,3 +322,28 @@ def test_a_supervisor_called_in_again_after_answering_owes_a_new_answer(esc_defa
     started = [d for t, d in timeline(no) if t == "ClockStarted" and d["clock"] == "supervisor_answer"]
     met = [d["on_time"] for t, d in timeline(no) if t == "ClockMet" and d["clock"] == "supervisor_answer"]
     assert len(started) == 2 and met == [True, False]
+
+
+def test_a_work_order_no_return_visit_raised_is_acknowledged_without_reading_its_data(esc: Any) -> None:
+    """Escalation reads nothing of such a work order: only its envelope is validated, and nothing is recorded.
+    A follow-up work order is read in full: with a bad field it is dead-lettered, naming the field."""
+    from tests.support import get_messages, queue_info
+
+    get_messages("escalation.events.dlq", 100)
+    plain = envelope("WorkOrderCreated", new_request_no())
+    plain["data"]["created_at"] = "not a time"
+    follow_up = envelope("WorkOrderCreated", new_request_no())
+    follow_up["data"].update(follow_up_of="not-a-uuid")
+    bad_envelope = envelope("WorkOrderCreated", new_request_no())
+    bad_envelope["occurred_at"] = "yesterday"
+    publish(plain, follow_up, bad_envelope)
+
+    dead: list[dict[str, Any]] = []  # reading a dead letter takes it off the queue: keep what each read found
+    wait_for(lambda: dead.extend(get_messages("escalation.events.dlq", 10)) or len(dead) >= 2, timeout=15,
+             what="two dead letters")
+    wait_for(lambda: queue_info("escalation.events")["messages"] == 0, timeout=15, what="queue settled")
+    dead.extend(get_messages("escalation.events.dlq", 10))
+    reasons = {json.loads(m["payload"])["event_id"]: m["properties"]["headers"]["x-error"] for m in dead}
+    assert set(reasons) == {follow_up["event_id"], bad_envelope["event_id"]}
+    assert "follow_up_of" in reasons[follow_up["event_id"]] and "occurred_at" in reasons[bad_envelope["event_id"]]
+    assert scalar("escalation", "SELECT count(*) FROM inbox WHERE event_id = %s", (plain["event_id"],)) == 0

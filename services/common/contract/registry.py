@@ -7,6 +7,7 @@ Every message on the bus is an *envelope* whose `data` is validated by the schem
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate
@@ -97,6 +98,17 @@ def load_envelope(body: Any) -> dict[str, Any]:
     except ValidationError as exc:
         raise ValidationError({"data": exc.messages}) from None
     return env
+
+
+def loader_skipping(concerns: Callable[[dict[str, Any]], bool]) -> Callable[[Any], dict[str, Any] | None]:
+    """`load_envelope`, except that an event `concerns` says the consumer has no use for has only its envelope
+    validated and comes back None: the consumer acknowledges it without handling it."""
+    def load(body: Any) -> dict[str, Any] | None:
+        if isinstance(body, dict) and not concerns(body):
+            _ENVELOPE.load(body)
+            return None
+        return load_envelope(body)
+    return load
 
 
 _INSTANCES: dict[tuple[str, int], Schema] = {}

@@ -124,6 +124,13 @@ def _instant(value: Any) -> datetime | None:
     return None
 
 
+def moves_no_clock(event_type: str, data: Mapping[str, Any]) -> bool:
+    """Every row of the type needs a field `data` lacks (e.g. a WorkOrderCreated no return visit raised); an
+    event type with no rows is not decided here."""
+    rows = CLOCK_TABLE.get(event_type, ())
+    return bool(rows) and all(r.only_if is not None and not data.get(r.only_if) for r in rows)
+
+
 def actions_for(event_type: str, data: Mapping[str, Any], occurred_at: datetime) -> list[ClockAction]:
     """The clock actions an incoming event calls for; [] for an event that touches no clock."""
     out: list[ClockAction] = []

@@ -17,6 +17,7 @@ from nameko.timer import Timer
 from services.common import rpc as answers
 from services.common import timeline
 from services.common.config import REPO_ROOT
+from services.common.contract.registry import loader_skipping
 from services.common.domain import DomainError, NotFound
 from services.common.nameko_ext import Observability, Store, consume_events
 from services.escalation.adapters import metrics as sla_metrics
@@ -82,7 +83,7 @@ class EscalationService:
     config = Config()
     rt = RuntimeProvider()
 
-    @consume_events()
+    @consume_events(loader_skipping(handlers.concerns_us))
     def on_event(self, envelope: dict[str, Any]) -> Any:
         return handlers.handle_event(self.uow(), self.rt, envelope)
 

@@ -33,7 +33,7 @@ from services.escalation.domain.clock import (TERMINAL, Clock, ClockBreached, Cl
                                               ClockStarted, ClockState, start_clock)
 from services.escalation.domain.conditions import RequestFacts
 from services.escalation.domain.ladder import LadderRun, RequestEscalated
-from services.escalation.domain.mapping import CLOCK_TABLE, ClockAction, Verb, actions_for
+from services.escalation.domain.mapping import CLOCK_TABLE, ClockAction, Verb, actions_for, moves_no_clock
 from services.escalation.domain.policy import ClockFacts, Policy
 
 log = logging.getLogger(__name__)
@@ -406,6 +406,17 @@ def _register(uow: UnitOfWork, rt: Runtime, subject: str, row: dict[str, Any], d
                 values["facts"] = {**(row["facts"] or {}), "previous_repair_at": prev.isoformat()}
     repo.update_subject(uow, subject, **values)
     return {**row, **values}
+
+
+def concerns_us(body: dict[str, Any]) -> bool:
+    """Whether a delivered event (its envelope valid, its data not yet loaded) can change anything here. A
+    WorkOrderCreated that no return visit raised cannot: a third of this service's deliveries under load, whose
+    data it then reads none of, so it does not pay to validate it (the envelope is still validated; what this
+    service reads of an event it does handle is validated in full, and dead-lettered when it fails)."""
+    data = body.get("data")
+    event_type = body.get("event_type")
+    return not (isinstance(data, dict) and isinstance(event_type, str) and event_type not in FACT_BEARING
+                and moves_no_clock(event_type, data))
 
 
 def handle_event(uow: UnitOfWork, rt: Runtime, env: dict[str, Any]) -> str | None:

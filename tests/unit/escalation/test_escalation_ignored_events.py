@@ -55,3 +55,43 @@ def test_a_lanes_batch_writes_its_own_counter_shard_and_other_transactions_the_r
 
     assert shard_used(0) == 0 and shard_used(1) == 1
     assert all(repo.LANE_SHARDS <= shard_used(None) < repo.SHARDS for _ in range(50))
+
+
+def _raw(event_type: str, **data: Any) -> dict[str, Any]:
+    from services.common.contract.registry import spec_for
+
+    spec = spec_for(event_type)
+    return {"event_id": "5b0f7a52-1c9e-4f0e-9a57-0c3f2f1d0002", "event_type": event_type, "version": 1,
+            "producer": spec.producer, "occurred_at": "2026-11-29T08:00:00+00:00", "correlation_id": "c-1",
+            "request_no": "LY-20261129-000001", "data": {**spec.example, **data}}
+
+
+def test_a_work_order_no_return_visit_raised_is_not_loaded_only_its_envelope_checked() -> None:
+    from marshmallow import ValidationError
+
+    from services.common.contract.registry import loader_skipping
+    from services.escalation.service_layer.handlers import concerns_us
+
+    load = loader_skipping(concerns_us)
+    assert load(_raw("WorkOrderCreated", follow_up_of=None, created_at="not a time")) is None
+    with pytest.raises(ValidationError, match="occurred_at"):
+        load({**_raw("WorkOrderCreated", follow_up_of=None), "occurred_at": "yesterday"})
+
+
+@pytest.mark.parametrize("body", [
+    _raw("WorkOrderCreated", follow_up_of="8d3b8a4e-0a59-4d2e-9d55-6d1c7b0e0001"),
+    _raw("WorkOrderAssigned"),  # moves clocks and carries facts
+    _raw("RequestRegistered"),
+])
+def test_an_event_that_can_change_something_is_loaded_in_full(body: dict[str, Any]) -> None:
+    from marshmallow import ValidationError
+
+    from services.common.contract.registry import loader_skipping
+    from services.escalation.service_layer.handlers import concerns_us
+
+    load = loader_skipping(concerns_us)
+    loaded = load(body)
+    assert loaded is not None and loaded["event_type"] == body["event_type"]
+    broken = {**body, "data": {**body["data"], "request_no": 12345}}
+    with pytest.raises(ValidationError, match="request_no"):
+        load(broken)
