@@ -66,24 +66,27 @@ def hop_rates(t0: float, t1: float) -> dict[str, float | None]:
 class HopCounter:
     """Each hop's running count, read every sample without scanning the timeline: a full `count(*)` every 2 s
     of each hop was a sequential scan of tables that reach 600,000 rows late in a full run (11 % of the
-    database's statement time in a 200/s step, taken from the platform it measures). Rows below a watermark
-    are counted once; each sample reads only the primary-key range above it. The watermark trails the highest
-    id seen by SLACK ids, so a row whose transaction commits after a later id was counted is still found."""
+    database's statement time in a 200/s step, taken from the platform it measures). Rows up to a watermark
+    are counted once; each sample reads only the primary-key range above it. The watermark is the highest id
+    seen LAG samples ago (4 s at the usual interval), so a row whose id was taken before a later row's but whose
+    transaction committed after that row was counted is still found: a service takes its timeline ids in its
+    batch's last statement before the commit."""
 
-    SLACK = 20_000  # ids; several seconds of a service's timeline rows at the highest rates measured
+    LAG = 2  # samples
 
     def __init__(self) -> None:
         self._below: dict[str, int] = {}  # hop -> rows with id <= watermark
         self._mark: dict[str, int] = {}  # hop -> watermark
-        self._top: dict[str, int] = {}  # hop -> highest id seen
+        self._tops: dict[str, list[int]] = {}  # hop -> highest id seen at each sample, newest last
 
     def totals(self, conn: psycopg.Connection[Any]) -> dict[str, int | None]:
         return {hop: self._total(conn, hop) for hop in HOPS}
 
     def _total(self, conn: psycopg.Connection[Any], hop: str) -> int | None:
         schema, event_type, extra = HOPS[hop]
+        tops = self._tops.setdefault(hop, [])
         mark = self._mark.get(hop, 0)
-        new_mark = max(mark, self._top.get(hop, 0) - self.SLACK)
+        new_mark = max(mark, tops[-self.LAG]) if len(tops) >= self.LAG else mark
         try:
             row = conn.execute(
                 f"SELECT count(*) FILTER (WHERE id <= %s), count(*), max(id) FROM {schema}.timeline "
@@ -96,8 +99,9 @@ class HopCounter:
         total = self._below.get(hop, 0) + above
         self._below[hop] = self._below.get(hop, 0) + settled
         self._mark[hop] = new_mark
-        if top is not None:
-            self._top[hop] = max(self._top.get(hop, 0), int(top))
+        prev = tops[-1] if tops else 0
+        tops.append(max(prev, int(top)) if top is not None else prev)
+        del tops[:-self.LAG]
         return total
 
 

@@ -163,9 +163,9 @@ class _CountingConnection:
     def __init__(self, conn: Any, sent: list[str], words: int) -> None:
         self._conn, self._sent, self._words = conn, sent, words
 
-    def execute(self, sql: Any, params: Any = None) -> Any:
+    def execute(self, sql: Any, params: Any = None, **options: Any) -> Any:
         self._sent.append(" ".join(str(sql).split()[:self._words]).upper())
-        return self._conn.execute(sql, params)
+        return self._conn.execute(sql, params, **options)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._conn, name)

@@ -30,9 +30,7 @@ def _add(conn: psycopg.Connection[Any], n: int, event_type: str = "RequestRegist
     conn.execute(f"INSERT INTO {SCHEMA}.timeline (event_type) SELECT %s FROM generate_series(1, %s)", (event_type, n))
 
 
-def test_running_count_matches_a_full_count_as_rows_arrive(timeline: psycopg.Connection[Any],
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(measure.HopCounter, "SLACK", 5)
+def test_running_count_matches_a_full_count_as_rows_arrive(timeline: psycopg.Connection[Any]) -> None:
     counter = measure.HopCounter()
     for batch in (0, 7, 30, 1, 12):
         _add(timeline, batch)
@@ -40,9 +38,7 @@ def test_running_count_matches_a_full_count_as_rows_arrive(timeline: psycopg.Con
         assert counter.totals(timeline) == {"registered": measure.hop_total(timeline, "registered")}
 
 
-def test_a_row_committed_late_is_still_counted(timeline: psycopg.Connection[Any],
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(measure.HopCounter, "SLACK", 50)
+def test_a_row_committed_after_later_rows_were_counted_is_still_counted(timeline: psycopg.Connection[Any]) -> None:
     counter = measure.HopCounter()
     with bench_infra.admin(autocommit=False, database=TEST_DB) as slow:
         _add(slow, 1)  # takes an id now, commits later
