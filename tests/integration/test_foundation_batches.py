@@ -288,22 +288,3 @@ def test_a_message_that_fails_after_deferring_leaves_no_row(service: _Service) -
     assert [o[0] for o in outcomes] == ["ok", None, "ok"]
     assert rows(service) == {0: "fail-0", 2: "fail-2"}
     assert inbox(service, [i["event_id"] for i in items]) == ["fail-0", "fail-2"]
-
-
-def test_reads_whose_values_choose_the_index_are_never_prepared(service: _Service) -> None:
-    """`read_past_deferred` is planned for its values each time: a prepared statement's generic plan, made
-    without them, picked the wrong index for intake's cluster read (see UnitOfWork.read_past_deferred)."""
-    sql = "SELECT count(*) AS n FROM batch_rows WHERE n > %s"
-
-    def prepared_after_reads(uow: Any, n: int) -> Any:
-        with uow:
-            for _ in range(8):  # psycopg prepares a statement on its 5th execution
-                uow.read_past_deferred(sql, (n,)).fetchone()
-            prepared = uow.execute("SELECT count(*) AS n FROM pg_prepared_statements "
-                                   "WHERE statement LIKE 'SELECT count(*) AS n FROM batch_rows%%'").fetchone()
-            uow.commit()
-        return prepared["n"]
-
-    outcomes = run_batch(service, lambda svc, msg: prepared_after_reads(svc.uow(), msg["n"]), [{"n": 1}, {"n": 2}])
-    assert [o[0] for o in outcomes] == [0, 0]  # in a fast batch
-    assert prepared_after_reads(service.uow.store.uow(), 3) == 0  # and in a plain unit of work
