@@ -111,7 +111,9 @@ def _publisher(pub: int, n_pubs: int, rate: float, duration: float, tag: str, t_
             ch.basic_publish(msg, exchange=exchange, routing_key=routing_key, mandatory=True)
             delivery_tag += 1
             pending[delivery_tag] = ext
-        drain(0.002)
+        # Sleep in the socket until the next request is due (confirms wake it as they come): polling every 2 ms
+        # made the load generator 8 % of the machine at 150/s, CPU taken from the platform it measures.
+        drain(min(0.05, max(0.0005, t0 + (seq + 1) / my_rate - time.time())))
         if len(acked) != last_count:
             with counter.get_lock():
                 counter.value += len(acked) - last_count

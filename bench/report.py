@@ -78,11 +78,15 @@ def markdown(r: dict[str, Any]) -> str:
         m0 = res.get("metrics_after_0_requests", {})
         mn = _g(res, "metrics_after_n_requests", "sizes", default={})
         n = _g(res, "metrics_after_n_requests", "n")
+        first = next((s["metrics_after_step"] for s in tp.get("steps", []) if "metrics_after_step" in s), None)
+        at = f"0 / {first['n']} / {n}" if first else f"0 / {n}"
         for svc in idle:
             pk = peak.get(svc)
-            lines.append(f"| {svc}: RSS idle/peak MB, idle CPU %, CPU s per 1000 req, /metrics bytes at 0 / {n} req | "
+            sizes = [_g(m0, svc, "bytes"), *([_g(first["sizes"], svc, "bytes")] if first else []),
+                     _g(mn, svc, "bytes")]
+            lines.append(f"| {svc}: RSS idle/peak MB, idle CPU %, CPU s per 1000 req, /metrics bytes at {at} req | "
                          f"RSS <= 120 | {_g(idle, svc, 'rss_mb')}/{pk}, {_g(idle, svc, 'cpu_percent')}%, "
-                         f"{cpu.get(svc, 'n/a')}, {_g(m0, svc, 'bytes')} / {_g(mn, svc, 'bytes')} | "
+                         f"{cpu.get(svc, 'n/a')}, {' / '.join(str(x) for x in sizes)} | "
                          f"{_met(pk is not None and pk <= 120)} |")
     bl = r.get("baseline", {})
     ra = r.get("ratio_to_baseline", {})

@@ -100,6 +100,9 @@ def ladder(kind: str, rates: list[int], sizes: settings.Sizes, work: Path, vhost
                 "db_active_backends": measure.waits_summary(samples, w0, w1),
                 "drained": ok, "drain_wait_s": waited, "held": held,
                 "samples": samples}
+        if pids is not None:
+            # After each step: /metrics must stop growing once every label set the load can produce exists.
+            step["metrics_after_step"] = {"n": len(all_ids), "sizes": resources.metrics_sizes()}
         steps.append(step)
         log(f"{kind}: {rate}/s -> published {pub['publish_rate']}/s, hops {hops}, backlog slope {backlog_slope}, "
             f"drained {ok} in {waited}s, held {held}; CPU {machine_share}")

@@ -31,7 +31,7 @@ class Sizes:
 
     quick: bool
     # From 50/s: with batches that linger the platform holds ~250/s, and the ladder must fit 20 minutes.
-    rates: list[int] = field(default_factory=lambda: [50, 100, 200, 250, 300, 350, 400, 500, 700, 1000, 1300])
+    rates: list[int] = field(default_factory=lambda: [50, 100, 150, 200, 250, 300, 350, 400, 500, 700, 1000, 1300])
     baseline_rates: list[int] = field(default_factory=lambda: [25, 50, 100, 200, 400, 700, 1000, 1300])
     publishers: int = 3
     warmup_s: float = 5.0
