@@ -426,7 +426,7 @@ def handle_event(uow: UnitOfWork, rt: Runtime, env: dict[str, Any]) -> str | Non
     actions = actions_for(event_type, data, env["occurred_at"])
     if event_type not in FACT_BEARING and not actions:
         # e.g. a WorkOrderCreated that no return visit raised: nothing to record, so no transaction at all
-        # (a third of this service's deliveries under load).
+        # (the consumer's loader already acknowledges those unread, `concerns_us`; this covers other callers).
         return "ignored"
     with uow:
         if not uow.claim(str(env["event_id"]), QUEUE):
