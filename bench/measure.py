@@ -116,7 +116,7 @@ class Sampler:
     samples: list[dict[str, Any]] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
-    _hops: HopCounter | None = None
+    _hops: HopCounter = field(default_factory=HopCounter)
 
     def start(self) -> Sampler:
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -142,8 +142,6 @@ class Sampler:
     def _counts(self, conn: psycopg.Connection[Any]) -> dict[str, int | None]:
         if self.counts is not None:
             return self.counts(conn)
-        if self._hops is None:
-            self._hops = HopCounter()
         return self._hops.totals(conn)
 
     def stop(self) -> list[dict[str, Any]]:

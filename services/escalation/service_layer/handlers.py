@@ -310,7 +310,7 @@ def _start(uow: UnitOfWork, rt: Runtime, subject_row: dict[str, Any], kind: str,
             continue
         if _apply(clock, Verb(p["verb"]), p["at"], p["reason"], changes, uow, rt) and p["clock"] != "*":
             applied.append(p["id"])
-    repo.delete_pending(uow, applied)
+    repo.delete_pending(uow, subject_row["request_no"], applied)
 
 
 def _act(uow: UnitOfWork, rt: Runtime, subject_row: dict[str, Any], a: ClockAction, clocks: dict[str, Clock],
@@ -337,7 +337,7 @@ def _act(uow: UnitOfWork, rt: Runtime, subject_row: dict[str, Any], a: ClockActi
             for p in repo.pending_for(uow, a.subject):
                 if p["clock"] == a.clock and p["verb"] == "resume" and utc(p["at"]) >= clock.pauses[-1].paused_at:
                     _apply(clock, Verb.RESUME, p["at"], p["reason"], changes, uow, rt)
-                    repo.delete_pending(uow, [p["id"]])
+                    repo.delete_pending(uow, a.subject, [p["id"]])
                     break
 
 
@@ -423,11 +423,11 @@ def handle_event(uow: UnitOfWork, rt: Runtime, env: dict[str, Any]) -> str | Non
     event_type, data = env["event_type"], env["data"]
     if event_type not in CLOCK_TABLE and event_type not in ("IncidentClustered", "ResidentRejected"):
         return None
-    actions = actions_for(event_type, data, env["occurred_at"])
-    if event_type not in FACT_BEARING and not actions:
+    if not concerns_us(env):
         # e.g. a WorkOrderCreated that no return visit raised: nothing to record, so no transaction at all
-        # (the consumer's loader already acknowledges those unread, `concerns_us`; this covers other callers).
+        # (the consumer's loader already acknowledges those unread; this covers other callers).
         return "ignored"
+    actions = actions_for(event_type, data, env["occurred_at"])
     with uow:
         if not uow.claim(str(env["event_id"]), QUEUE):
             return "duplicate"
