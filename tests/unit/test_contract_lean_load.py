@@ -1,0 +1,98 @@
+"""`registry.lean_load` is marshmallow's `Schema.load` without the per-field scaffolding: for every registered event
+(and the envelope around it), valid and broken in every field, it must give what `Schema.load` gives, value for
+value and message for message."""
+from __future__ import annotations
+
+import copy
+import json
+import uuid
+from typing import Any
+
+import pytest
+from marshmallow import Schema, ValidationError, fields, validates_schema
+
+from services.common.contract import registry
+from services.common.contract.registry import all_specs, lean_load, schema_instance
+
+SPECS = all_specs()
+# Values a producer bug or a hostile publisher could put in any field: each is wrong for most fields, right for some.
+ODD_VALUES: list[Any] = [None, {}, [], "", "not a value", 12345, -1, 1.5, True, "2026-13-45T99:00:00",
+                         "2026-11-29T04:00:02", "2026-11-29T04:00:02+00:00", str(uuid.UUID(int=7)), ["x"],
+                         [{"a": 1}], {"nested": {"deep": []}}, "x" * 5000]
+
+
+def outcome(load: Any, schema: Schema, data: Any) -> tuple[str, Any]:
+    try:
+        return "ok", load(schema, copy.deepcopy(data))
+    except ValidationError as exc:
+        return "error", (exc.messages, exc.valid_data)
+
+
+def stock(schema: Schema, data: Any) -> Any:
+    return schema.load(data)
+
+
+def variants(example: dict[str, Any], schema: Schema) -> list[tuple[str, Any]]:
+    """The example, then each field missing, then each field holding each odd value, then an unknown field."""
+    out: list[tuple[str, Any]] = [("as given", example)]
+    for key in sorted(set(example) | {f.data_key or n for n, f in schema.load_fields.items()}):
+        out.append((f"{key} missing", {k: v for k, v in example.items() if k != key}))
+        out.extend((f"{key}={odd!r:.30}", {**example, key: odd}) for odd in ODD_VALUES)
+    out.append(("unknown field", {**example, "surplus_field": 1}))
+    return out
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: f"{s.event_type}-v{s.version}")
+def test_every_event_loads_as_marshmallow_loads_it_valid_or_broken(spec: registry.EventSpec) -> None:
+    schema = schema_instance(spec.event_type, spec.version)
+    example = json.loads(json.dumps(spec.example))
+    cases = variants(example, schema)
+    assert outcome(lean_load, schema, example) == outcome(stock, schema, example) == \
+        ("ok", schema.load(copy.deepcopy(example)))
+    for name, data in cases:
+        assert outcome(lean_load, schema, data) == outcome(stock, schema, data), name
+    # The odd values do break these schemas: the comparison above is not only between two successes.
+    assert sum(outcome(stock, schema, d)[0] == "error" for _n, d in cases) > len(schema.load_fields)
+
+
+def test_the_envelope_loads_as_marshmallow_loads_it_and_refuses_unknown_fields() -> None:
+    spec = SPECS[0]
+    envelope = {"event_id": str(uuid.uuid4()), "event_type": spec.event_type, "version": spec.version,
+                "producer": spec.producer, "occurred_at": "2026-11-29T04:00:02+00:00", "correlation_id": "c-1",
+                "request_no": None, "data": spec.example}
+    for name, data in variants(envelope, registry._ENVELOPE):
+        assert outcome(lean_load, registry._ENVELOPE, data) == outcome(stock, registry._ENVELOPE, data), name
+    assert outcome(lean_load, registry._ENVELOPE, {**envelope, "extra": 1}) == \
+        ("error", ({"extra": ["Unknown field."]}, registry._ENVELOPE.load({**envelope, "data": spec.example})))
+
+
+def test_a_body_that_is_not_an_object_gets_marshmallows_own_answer() -> None:
+    bodies: list[Any] = [None, [], "text", 3]
+    for body in bodies:
+        assert outcome(lean_load, registry._ENVELOPE, body) == outcome(stock, registry._ENVELOPE, body)
+
+
+class _Checked(Schema):
+    low = fields.Integer(required=True)
+    high = fields.Integer(required=True)
+
+    @validates_schema
+    def ordered(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if data["low"] > data["high"]:
+            raise ValidationError("low above high", "low")
+
+
+def test_a_schema_with_its_own_validators_is_loaded_by_marshmallow_itself() -> None:
+    schema = _Checked()
+    assert outcome(lean_load, schema, {"low": 3, "high": 1}) == ("error", ({"low": ["low above high"]},
+                                                                           {"low": 3, "high": 1}))
+    assert outcome(lean_load, schema, {"low": 1, "high": 3}) == ("ok", {"low": 1, "high": 3})
+
+
+def test_producer_check_names_the_field_a_bug_left_out() -> None:
+    spec = next(s for s in SPECS if s.event_type == "WorkOrderAssigned")
+    data = schema_instance(spec.event_type).load(json.loads(json.dumps(spec.example)))
+    del data["technician_id"]
+    with pytest.raises(ValidationError) as exc:
+        registry.dump_data(spec.event_type, data)
+    assert exc.value.messages == {"data": {"technician_id": ["Missing data for required field."]}}
