@@ -186,6 +186,18 @@ CHANNEL_DETAILS: dict[str, type[Schema]] = {
 }
 
 
+_DETAILS: dict[str, Schema] = {}
+
+
+def _details_schema(channel: str) -> Schema:
+    """One instance per channel, shared like `_SUBMIT` below: building one per message deep-copied its fields
+    (2.8 % of intake's samples at 90/s)."""
+    schema = _DETAILS.get(channel)
+    if schema is None:
+        schema = _DETAILS[channel] = CHANNEL_DETAILS[channel]()
+    return schema
+
+
 class SubmitRequestSchema(StrictSchema):
     source = code(40, required=True)
     external_id = code(100, load_default=None, allow_none=True)
@@ -213,7 +225,7 @@ class SubmitRequestSchema(StrictSchema):
         channel = data.get("channel")
         if channel in CHANNEL_DETAILS:
             try:
-                data["channel_details"] = CHANNEL_DETAILS[channel]().load(data.get("channel_details") or {})
+                data["channel_details"] = _details_schema(channel).load(data.get("channel_details") or {})
             except ValidationError as exc:
                 errors["channel_details"] = exc.messages
         if not (data.get("unit") or data.get("area")):
