@@ -44,15 +44,22 @@ def _uuid(v: Any) -> UUID | None:
 
 # --- request projection -------------------------------------------------------------------------------------
 
+_REQUEST_COLUMNS = ("request_no", "property_id", "building", "unit", "area", "channel", "category", "subcategory",
+                    "complaint_valid", "validity", "paid_service", "registered_at")
+_REQUEST_INSERT = f"INSERT INTO requests ({', '.join(_REQUEST_COLUMNS)})"
+
+
 def upsert_request(uow: UnitOfWork, d: dict[str, Any]) -> None:
+    """A registration's row. In a fast batch it is deferred: the batch's registrations (they arrive in packs)
+    are written in one statement, before the batch's next statement (an assignment's update finds them) or at its
+    end. The inbox lets each registration through once, so every deferred row is expected to be inserted; one the
+    conflict clause skips sends the batch round again message by message, where the plain insert below answers."""
+    values = [d.get(k) for k in _REQUEST_COLUMNS]
+    if uow.defer_insert(_REQUEST_INSERT, values, "ON CONFLICT (request_no) DO NOTHING"):
+        return
     uow.execute(
-        """INSERT INTO requests (request_no, property_id, building, unit, area, channel, category, subcategory,
-               complaint_valid, validity, paid_service, registered_at)
-           VALUES (%(request_no)s, %(property_id)s, %(building)s, %(unit)s, %(area)s, %(channel)s, %(category)s,
-               %(subcategory)s, %(complaint_valid)s, %(validity)s, %(paid_service)s, %(registered_at)s)
-           ON CONFLICT (request_no) DO NOTHING""",
-        {k: d.get(k) for k in ("request_no", "property_id", "building", "unit", "area", "channel", "category",
-                               "subcategory", "complaint_valid", "validity", "paid_service", "registered_at")})
+        f"{_REQUEST_INSERT} VALUES ({', '.join(['%s'] * len(_REQUEST_COLUMNS))}) ON CONFLICT (request_no) DO NOTHING",
+        values)
 
 
 def reclassify_request(uow: UnitOfWork, d: dict[str, Any]) -> bool:

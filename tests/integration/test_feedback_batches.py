@@ -1,0 +1,111 @@
+"""Feedback's fast batch of events (real Postgres, feedback's schema): the registrations of a batch are written in
+one statement, and an assignment later in the same batch still finds its request."""
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from services.common.contract.registry import load_envelope
+from services.common.db import BatchUnitOfWork, UnitOfWork, make_pool, migrate
+from services.common.nameko_ext import NotReady, UowFactory, batch_lock_key, run_batch
+from services.feedback.service_layer import handlers
+from tests.support import count_batch_statements, db_url
+
+
+class _Store:
+    service = "feedback"
+
+    def __init__(self, pool: Any) -> None:
+        self.pool = pool
+
+    def uow(self) -> UnitOfWork:
+        return UnitOfWork(self.pool, self.service)
+
+    def batch_uow(self) -> BatchUnitOfWork:
+        return BatchUnitOfWork(self.pool, self.service)
+
+
+class _Service:
+    def __init__(self, store: _Store) -> None:
+        self.uow = UowFactory(store)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def service(infra: None) -> Iterator[_Service]:
+    migrate(db_url("feedback"), Path("services/feedback/migrations"), "feedback")
+    pool = make_pool(db_url("feedback"), "feedback", 3, "test-feedback-batches")
+    try:
+        yield _Service(_Store(pool))
+    finally:
+        pool.close()
+
+
+def on_event(svc: _Service, envelope: dict[str, Any]) -> Any:
+    # Registrations and assignments read no settings (return-visit decisions do).
+    return handlers.on_event(svc.uow(), envelope, None)  # type: ignore[arg-type]
+
+
+def envelope(producer: str, event_type: str, data: dict[str, Any]) -> dict[str, Any]:
+    return load_envelope({"event_id": str(uuid.uuid4()), "event_type": event_type, "version": 1,
+                          "producer": producer, "occurred_at": datetime.now(UTC).isoformat(),
+                          "correlation_id": "c-1", "request_no": data["request_no"], "data": data})
+
+
+def registered(no: str) -> dict[str, Any]:
+    return envelope("intake", "RequestRegistered", {
+        "request_no": no, "property_id": "LY", "building": "3", "unit": "3-1502", "area": None, "channel": "phone",
+        "source": "desk", "external_id": None, "category": "repair", "subcategory": "plumbing", "priority": "normal",
+        "emergency": False, "complaint_valid": None, "validity": None, "paid_service": False,
+        "owner_agent": "agent-007", "reporter_kind": "resident", "description": "测试",
+        "registered_at": datetime.now(UTC).isoformat()})
+
+
+def assigned(no: str) -> dict[str, Any]:
+    return envelope("dispatch", "WorkOrderAssigned", {
+        "work_order_id": str(uuid.uuid4()), "request_no": no, "property_id": "LY", "department": "engineering",
+        "technician_id": "tech-li", "strategy": "least_loaded", "assigned_at": datetime.now(UTC).isoformat(),
+        "night": False})
+
+
+def departments(svc: _Service, numbers: list[str]) -> dict[str, str | None]:
+    with svc.uow.store.pool.connection() as conn:
+        rows = conn.execute("SELECT request_no, department FROM requests WHERE request_no = ANY(%s)",
+                            (numbers,)).fetchall()
+    return dict(rows)  # type: ignore[arg-type]
+
+
+def test_a_pack_of_registrations_is_written_in_one_statement_and_its_assignments_find_them(
+        service: _Service) -> None:
+    numbers = [f"LY-20260101-{uuid.uuid4().hex[:6]}" for _ in range(10)]
+    # As the relays deliver them: a pack of registrations, then a pack of assignments.
+    items = [registered(n) for n in numbers] + [assigned(n) for n in numbers]
+    sent = count_batch_statements(service.uow.store, words=3)
+    try:
+        outcomes = run_batch(service, on_event, items, batch_lock_key("feedback.events"))
+    finally:
+        del service.uow.store.batch_uow  # the class's own again
+    assert [o[1] for o in outcomes] == [None] * 20, outcomes
+    assert sent.count("INSERT INTO REQUESTS") == 1
+    assert departments(service, numbers) == {n: "engineering" for n in numbers}
+
+
+def test_interleaved_registrations_and_assignments_each_find_their_request(service: _Service) -> None:
+    numbers = [f"LY-20260101-{uuid.uuid4().hex[:6]}" for _ in range(4)]
+    items = [e for n in numbers for e in (registered(n), assigned(n))]
+    outcomes = run_batch(service, on_event, items, batch_lock_key("feedback.events"))
+    assert [o[1] for o in outcomes] == [None] * 8, outcomes
+    assert departments(service, numbers) == {n: "engineering" for n in numbers}
+
+
+def test_an_assignment_ahead_of_its_registration_waits_and_the_batch_keeps_the_rest(service: _Service) -> None:
+    early, other = (f"LY-20260101-{uuid.uuid4().hex[:6]}" for _ in range(2))
+    outcomes = run_batch(service, on_event, [registered(other), assigned(early), assigned(other)],
+                         batch_lock_key("feedback.events"))
+    assert outcomes[1][1] is not None and outcomes[1][1][0] is NotReady
+    assert [outcomes[0][1], outcomes[2][1]] == [None, None]
+    assert departments(service, [early, other]) == {other: "engineering"}
