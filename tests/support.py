@@ -16,6 +16,7 @@ import requests
 from kombu import Connection
 
 from services.common import topology
+from services.common.db import BatchUnitOfWork, UnitOfWork
 
 SERVICES = ("gateway", "intake", "dispatch", "escalation", "feedback")
 
@@ -155,6 +156,20 @@ def bulk_insert_breach_timers(conn: psycopg.Connection[Any], policy: Any, n: int
             for r in timer_rows:
                 copy.write_row(r)
     return prefix
+
+
+class PoolStore:
+    """What a service's `Store` gives its handlers (units of work over its pool), for tests that run batches
+    (`nameko_ext.run_batch`) without a container."""
+
+    def __init__(self, pool: Any, service: str) -> None:
+        self.pool, self.service = pool, service
+
+    def uow(self) -> UnitOfWork:
+        return UnitOfWork(self.pool, self.service)
+
+    def batch_uow(self) -> BatchUnitOfWork:
+        return BatchUnitOfWork(self.pool, self.service)
 
 
 class _CountingConnection:

@@ -11,27 +11,14 @@ from typing import Any
 import pytest
 
 from services.common.contract.registry import load_envelope
-from services.common.db import BatchUnitOfWork, UnitOfWork, make_pool, migrate
+from services.common.db import make_pool, migrate
 from services.common.nameko_ext import NotReady, UowFactory, batch_lock_key, run_batch
 from services.feedback.service_layer import handlers
-from tests.support import count_batch_statements, db_url
-
-
-class _Store:
-    service = "feedback"
-
-    def __init__(self, pool: Any) -> None:
-        self.pool = pool
-
-    def uow(self) -> UnitOfWork:
-        return UnitOfWork(self.pool, self.service)
-
-    def batch_uow(self) -> BatchUnitOfWork:
-        return BatchUnitOfWork(self.pool, self.service)
+from tests.support import PoolStore, count_batch_statements, db_url
 
 
 class _Service:
-    def __init__(self, store: _Store) -> None:
+    def __init__(self, store: PoolStore) -> None:
         self.uow = UowFactory(store)  # type: ignore[arg-type]
 
 
@@ -40,7 +27,7 @@ def service(infra: None) -> Iterator[_Service]:
     migrate(db_url("feedback"), Path("services/feedback/migrations"), "feedback")
     pool = make_pool(db_url("feedback"), "feedback", 3, "test-feedback-batches")
     try:
-        yield _Service(_Store(pool))
+        yield _Service(PoolStore(pool, "feedback"))
     finally:
         pool.close()
 

@@ -14,7 +14,7 @@ import pytest
 from services.common import metrics
 from services.common.config import REPO_ROOT
 from services.common.contract.inbound import INBOUND_EXAMPLE, load_inbound
-from services.common.db import BatchUnitOfWork, UnitOfWork, make_pool, migrate
+from services.common.db import make_pool, migrate
 from services.common.domain import DomainError
 from services.common.nameko_ext import UowFactory, batch_lock_key, run_batch
 from services.intake.adapters import repository
@@ -23,24 +23,11 @@ from services.intake.domain.classification import Classifier
 from services.intake.domain.numbering import parse_request_no
 from services.intake.entrypoints.service import register_command
 from services.intake.service_layer import handlers
-from tests.support import count_batch_statements, db_url
-
-
-class _Store:
-    service = "intake"
-
-    def __init__(self, pool: Any) -> None:
-        self.pool = pool
-
-    def uow(self) -> UnitOfWork:
-        return UnitOfWork(self.pool, self.service)
-
-    def batch_uow(self) -> BatchUnitOfWork:
-        return BatchUnitOfWork(self.pool, self.service)
+from tests.support import PoolStore, count_batch_statements, db_url
 
 
 class _Service:
-    def __init__(self, store: _Store, classifier: Classifier) -> None:
+    def __init__(self, store: PoolStore, classifier: Classifier) -> None:
         self.uow = UowFactory(store)  # type: ignore[arg-type]
         self.classifier = classifier
 
@@ -56,7 +43,7 @@ def service(infra: None) -> Iterator[_Service]:
     classifier = Classifier(load_dictionary(REPO_ROOT / "services/intake/classification.yml"),
                             bounded_segmentation_dictionary(60000))
     try:
-        yield _Service(_Store(pool), classifier)
+        yield _Service(PoolStore(pool, "intake"), classifier)
     finally:
         pool.close()
 
