@@ -171,11 +171,8 @@ class _Step:
                 raise self.field.make_error("required")
             default = self.default
             return default() if callable(default) else default
-        if raw is None:
-            if not self.allow_none:
-                raise self.field.make_error("null")
-            if not self.pre:
-                return None
+        if raw is None and not self.allow_none:
+            raise self.field.make_error("null")
         for func in self.pre:
             raw = func(raw)
         if raw is None and self.allow_none:
@@ -189,14 +186,12 @@ class _Step:
 
 
 _Plan = tuple[tuple[_Step, ...], frozenset[str] | None]
-_NO_PLAN: _Plan = ((), None)
 
 
 def _plan(schema: Schema) -> _Plan | None:
-    # Kept on the schema object itself: its fields are fixed once it is built (schema_instance shares them).
-    cached: _Plan | None = schema.__dict__.get("_lean_plan")
-    if cached is not None:
-        return None if cached is _NO_PLAN else cached
+    # Kept on the schema object itself (None too: marshmallow's own load): its fields are fixed once it is built.
+    if "_lean_plan" in schema.__dict__:
+        return schema.__dict__["_lean_plan"]  # type: ignore[no-any-return]
     plain = not schema.many and schema.partial in (None, False) and schema.unknown in (RAISE, EXCLUDE) \
         and not any(schema._hooks.values())
     plan: _Plan | None = None
@@ -205,7 +200,7 @@ def _plan(schema: Schema) -> _Plan | None:
                       for name, f in schema.load_fields.items())
         if all("." not in st.attr for st in steps):
             plan = (steps, frozenset(st.key for st in steps) if schema.unknown == RAISE else None)
-    schema.__dict__["_lean_plan"] = plan if plan is not None else _NO_PLAN
+    schema.__dict__["_lean_plan"] = plan
     return plan
 
 
@@ -243,13 +238,11 @@ def lean_load(schema: Schema, data: Any) -> dict[str, Any]:
 # test file.
 
 _DumpPlan = tuple[tuple[str, str, str, fields.Field], ...]
-_NO_DUMP: _DumpPlan = ()
 
 
 def _dump_plan(schema: Schema) -> _DumpPlan | None:
-    cached: _DumpPlan | None = schema.__dict__.get("_lean_dump_plan")
-    if cached is not None:
-        return None if cached is _NO_DUMP else cached
+    if "_lean_dump_plan" in schema.__dict__:
+        return schema.__dict__["_lean_dump_plan"]  # type: ignore[no-any-return]
     plan: _DumpPlan | None = None
     plain = not schema.many and not schema._hooks["pre_dump"] and not schema._hooks["post_dump"] \
         and type(schema).get_attribute is Schema.get_attribute
@@ -259,7 +252,7 @@ def _dump_plan(schema: Schema) -> _DumpPlan | None:
         if all("." not in source and type(f).serialize is fields.Field.serialize
                and type(f).get_value is fields.Field.get_value and f._CHECK_ATTRIBUTE for _n, source, _k, f in steps):
             plan = steps
-    schema.__dict__["_lean_dump_plan"] = plan if plan is not None else _NO_DUMP
+    schema.__dict__["_lean_dump_plan"] = plan
     return plan
 
 
