@@ -14,7 +14,7 @@ from uuid import UUID
 
 from psycopg.types.json import Jsonb
 
-from services.common.db import UnitOfWork
+from services.common.db import UnitOfWork, insert_many
 from services.feedback.domain.letters import LetterVersion, ReplyLetter, Review, Step
 from services.feedback.domain.model import Attempt, FollowUp, ReturnVisit, VisitOutcome, VisitSubject
 from services.feedback.domain.sampling import AuditSelection, VisitDecision
@@ -47,19 +47,17 @@ def _uuid(v: Any) -> UUID | None:
 _REQUEST_COLUMNS = ("request_no", "property_id", "building", "unit", "area", "channel", "category", "subcategory",
                     "complaint_valid", "validity", "paid_service", "registered_at")
 _REQUEST_INSERT = f"INSERT INTO requests ({', '.join(_REQUEST_COLUMNS)})"
+_REQUEST_CONFLICT = "ON CONFLICT (request_no) DO NOTHING"
 
 
 def upsert_request(uow: UnitOfWork, d: dict[str, Any]) -> None:
     """A registration's row. In a fast batch it is deferred: the batch's registrations (they arrive in packs)
     are written in one statement, before the batch's next statement (an assignment's update finds them) or at its
     end. The inbox lets each registration through once, so every deferred row is expected to be inserted; one the
-    conflict clause skips sends the batch round again message by message, where the plain insert below answers."""
+    conflict clause skips sends the batch round again message by message, where each insert runs at once."""
     values = [d.get(k) for k in _REQUEST_COLUMNS]
-    if uow.defer_insert(_REQUEST_INSERT, values, "ON CONFLICT (request_no) DO NOTHING"):
-        return
-    uow.execute(
-        f"{_REQUEST_INSERT} VALUES ({', '.join(['%s'] * len(_REQUEST_COLUMNS))}) ON CONFLICT (request_no) DO NOTHING",
-        values)
+    if not uow.defer_insert(_REQUEST_INSERT, values, _REQUEST_CONFLICT):
+        insert_many(uow, _REQUEST_INSERT, [values], _REQUEST_CONFLICT)  # the same statement, for one row
 
 
 def reclassify_request(uow: UnitOfWork, d: dict[str, Any]) -> bool:
