@@ -167,6 +167,10 @@ class UnitOfWork:
         """A read that need not find deferred rows written (its caller adds them itself): here, any read."""
         return self.execute(sql, params)
 
+    def coming(self) -> list[dict[str, Any]]:
+        """In a consumer's batch, its messages (as loaded) from the one being handled on; here none."""
+        return []
+
     def publish(self, events: Event | Iterable[Event], *, correlation_id: str | None = None) -> list[dict[str, Any]]:
         envelopes = self._envelopes(events, correlation_id)
         self._write_outbox(envelopes)
@@ -356,6 +360,9 @@ class BatchUnitOfWork(UnitOfWork):
             # A transaction must be open before a handler's `conn.transaction()`, or psycopg would commit
             # that block on its own instead of taking a savepoint.
             self._lock_sql = "SELECT 1"
+
+    def coming(self) -> list[dict[str, Any]]:
+        return self.items[max(self.position, 0):]
 
     def on_finish(self, fn: Callable[[BatchUnitOfWork], None]) -> None:
         """Run `fn(self)` before the batch's own writes at `finish` (fast mode: a service's kept writes)."""

@@ -4,6 +4,7 @@ stay distinct and sort as the registration times do, and a message the batch can
 Real Postgres, intake's schema, the real classifier."""
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +22,7 @@ from services.intake.adapters import repository
 from services.intake.adapters.dictionary import bounded_segmentation_dictionary, load_dictionary
 from services.intake.domain.classification import Classifier
 from services.intake.domain.numbering import parse_request_no
-from services.intake.entrypoints.service import register_command
+from services.intake.entrypoints.service import IntakeService
 from services.intake.service_layer import handlers
 from tests.support import PoolStore, count_batch_statements, db_url
 
@@ -30,10 +31,11 @@ class _Service:
     def __init__(self, store: PoolStore, classifier: Classifier) -> None:
         self.uow = UowFactory(store)  # type: ignore[arg-type]
         self.classifier = classifier
+        self.rules = handlers.Rules()
 
 
-def register(svc: _Service, data: dict[str, Any]) -> Any:
-    return handlers.register(svc.uow(), register_command(data), svc.classifier)
+# The consumer's own method, as its batch runs it.
+register = IntakeService.on_inbound.__wrapped__  # type: ignore[attr-defined]
 
 
 @pytest.fixture(scope="module")
@@ -171,3 +173,84 @@ def test_reports_of_one_place_in_one_batch_form_one_incident(service: _Service) 
         members = {r[0] for r in conn.execute("SELECT request_no FROM requests WHERE incident_id = %s",
                                               (answers[2]["incident_id"],)).fetchall()}
     assert members == {a["request_no"] for a in answers}
+
+
+def read_ahead_statements(sent: list[str]) -> tuple[int, int]:
+    """How many duplicate reads and cluster reads a batch sent (each statement reads for one or many requests)."""
+    return sent.count("SELECT K.I, D.*"), sent.count("SELECT K.I, C.*")
+
+
+def test_a_batch_reads_its_duplicates_and_clusters_in_one_statement_each(service: _Service) -> None:
+    source = f"app-{uuid.uuid4().hex[:8]}"
+    building = uuid.uuid4().hex[:4].upper()
+    # Each in a building and an area of its own: nothing clusters (an incident would make later reads fresh).
+    items = [report(source, i, building=f"{building}{i:02d}", unit=f"{building}-{1101 + i}", area=f"{building}-{i}号门",
+                    reporter={"kind": "resident", "phone": f"1380000{i:04d}"}, description="卫生间水管漏水")
+             for i in range(10)]
+    sent = count_batch_statements(service.uow.store, words=3)
+    try:
+        outcomes = run_batch(service, register, items, batch_lock_key("intake.inbound"))
+    finally:
+        del service.uow.store.batch_uow
+    assert [o[1] for o in outcomes] == [None] * 10, outcomes[0][1]
+    # One read of each kind for the ten (one per request before): all ten have a unit, a phone and a place.
+    assert read_ahead_statements(sent) == (1, 1)
+
+
+def test_a_batch_finds_earlier_batches_reports_as_one_by_one_reads_did(service: _Service) -> None:
+    source = f"app-{uuid.uuid4().hex[:8]}"
+    building = uuid.uuid4().hex[:4].upper()
+    unit, phone = f"{building}-1507", f"136{uuid.uuid4().int % 10**8:08d}"
+    place = f"{building}号楼地下车库"
+    first = [report(source, 1, unit=unit, description="卫生间水管漏水"),
+             report(source, 2, unit=f"{building}-0902", reporter={"kind": "resident", "phone": phone},
+                    description="电梯异响"),
+             report(source, 3, property_id="LY", area=place, description="水管爆裂，地面全是水")]
+    earlier = [o[0] for o in run_batch(service, register, first, batch_lock_key("intake.inbound"))]
+    then = [report(source, 4, description="咨询停车费", unit=f"{building}-0101"),
+            report(source, 5, unit=unit, description="卫生间水管还在漏水"),
+            report(source, 6, unit=f"{building}-1002", reporter={"kind": "resident", "phone": phone},
+                   description="咨询装修手续"),
+            *[report(source, 7 + i, property_id="LY", area=place, description="水管爆裂，地面全是水")
+              for i in range(3)]]
+    sent = count_batch_statements(service.uow.store, words=3)
+    before = redone()
+    try:
+        answers = [o[0] for o in run_batch(service, register, then, batch_lock_key("intake.inbound"))]
+    finally:
+        del service.uow.store.batch_uow
+    assert redone() == before
+    assert answers[0]["duplicate_of"] is None
+    assert (answers[1]["duplicate_of"], answers[1]["duplicate_reason"]) == (earlier[0]["request_no"],
+                                                                            "same_unit_and_class")
+    assert (answers[2]["duplicate_of"], answers[2]["duplicate_reason"]) == (earlier[1]["request_no"], "same_caller")
+    # The earlier batch's report and this batch's first make two: the third report forms the incident (read
+    # again under the cluster's lock) and the fourth joins it (its read ahead is from before the incident).
+    assert [a["incident_id"] is None for a in answers[3:]] == [True, False, False]
+    assert answers[4]["incident_id"] == answers[5]["incident_id"]
+    assert [a["incident_children_count"] for a in answers[4:]] == [3, 4]
+    duplicates, clusters = read_ahead_statements(sent)
+    assert duplicates == 1  # read ahead for all, nothing read again
+    # Ahead for all; the third again under the lock; the fourth for itself, before and under the lock.
+    assert clusters == 1 + 1 + 2
+
+
+def test_a_read_the_preview_guessed_wrong_is_made_by_the_registration_itself(service: _Service,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    source = f"app-{uuid.uuid4().hex[:8]}"
+    building = uuid.uuid4().hex[:4].upper()
+    unit = f"{building}-1507"
+    run_batch(service, register, [report(source, 1, unit=unit, description="卫生间水管漏水")],
+              batch_lock_key("intake.inbound"))
+    preview = handlers._preview
+    monkeypatch.setattr(handlers, "_preview", lambda uow, cmd, classifier, day: dataclasses.replace(
+        p, unit=f"{building}-0000") if (p := preview(uow, cmd, classifier, day)) else None)
+    sent = count_batch_statements(service.uow.store, words=3)
+    try:
+        answers = [o[0] for o in run_batch(service, register, [report(source, 2, unit=unit,
+                                                                       description="卫生间水管还在漏水")],
+                                           batch_lock_key("intake.inbound"))]
+    finally:
+        del service.uow.store.batch_uow
+    assert answers[0]["duplicate_of"] is not None and answers[0]["duplicate_reason"] == "same_unit_and_class"
+    assert read_ahead_statements(sent)[0] == 2, sent  # the wrong guess's, then its own

@@ -192,12 +192,12 @@ def test_a_cluster_lookup_reads_the_reports_of_its_place_not_every_report_of_the
     from services.intake.adapters import repository as repo
     place = f"7栋大堂-{uuid.uuid4().hex[:6]}"
     seed = submit(intake, property_id="LY", unit=None, area=f"{place}-seed", description="水管爆裂，地面全是水")
-    # 500 plumbing reports of the same property elsewhere, inside the cluster window.
+    # 5,000 plumbing reports of the same property elsewhere, inside the cluster window.
     with db("intake") as conn:
         conn.execute(
             "INSERT INTO requests SELECT (json_populate_record(r, json_build_object("
             "'request_no', r.request_no || '-' || g, 'request_id', gen_random_uuid(), 'area', r.area || '-' || g, "
-            "'external_id', g::text, 'source', 'bench'))).* FROM requests r, generate_series(1, 500) g "
+            "'external_id', g::text, 'source', 'bench'))).* FROM requests r, generate_series(1, 5000) g "
             "WHERE r.request_no = %s", (seed["request_no"],))
 
     class Capture:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from psycopg.rows import tuple_row
 from psycopg.types.json import Jsonb
 
-from services.common.db import UnitOfWork, batch_state
+from services.common.db import UnitOfWork, batch_state, json_rows
 from services.intake.domain.classification import Classification
 from services.intake.domain.duplicates import Incident
 from services.intake.domain.letters import Letter
@@ -93,29 +93,138 @@ def _take_blocks(uow: UnitOfWork, local_day: date, wanted: dict[str, int]) -> di
 
 
 # --- duplicates and clusters ----------------------------------------------------------------------------------------
+# Each read is written once, for many requests: the requests' parameters travel as one JSON array (one row each,
+# numbered `i`) and each row's reads run as a lateral subquery, index range scans keyed by that row. A single
+# registration sends one row; a consumer's fast batch sends every message's row at its first read (`read_ahead`).
+
+_DUPLICATE_KEYS = ("property_id", "unit", "category", "phone", "since", "until")
+_DUPLICATES = (
+    "SELECT k.i, d.* FROM json_to_recordset(%s::json) AS k(i int, property_id text, unit text, category text, "
+    "phone text, since timestamptz, until timestamptz) CROSS JOIN LATERAL ("
+    "(SELECT r.request_no, r.property_id, r.registered_at, r.category, r.subcategory, r.building, r.unit, r.area, "
+    "        NULL::text AS phone, r.status, r.duplicate_of"
+    "   FROM requests r"
+    "  WHERE k.unit IS NOT NULL AND r.property_id = k.property_id AND r.unit = k.unit AND r.category = k.category"
+    "    AND r.registered_at BETWEEN k.since AND k.until AND r.status <> 'cancelled'"
+    "  ORDER BY r.registered_at, r.request_no LIMIT 1)"
+    " UNION ALL "
+    "(SELECT r.request_no, r.property_id, r.registered_at, r.category, r.subcategory, r.building, r.unit, r.area, "
+    "        c.contact_phone, r.status, r.duplicate_of"
+    "   FROM contacts c JOIN requests r USING (request_no)"
+    "  WHERE k.phone IS NOT NULL AND c.property_id = k.property_id AND c.contact_phone = k.phone"
+    "    AND c.registered_at BETWEEN k.since AND k.until AND r.status <> 'cancelled'"
+    "  ORDER BY c.registered_at, c.request_no LIMIT 1)) d")
+
+_CLUSTER_KEYS = ("property_id", "category", "subcategory", "building", "area", "anywhere", "since", "until", "limit")
+_CLUSTER_COLUMNS = ("r.request_no, r.property_id, r.registered_at, r.category, r.subcategory, r.building, r.unit, "
+                    "r.area, r.status, r.duplicate_of, r.incident_id")
+
+
+def _cluster_part(place: str, where: str) -> str:
+    """The latest clustered and the oldest unclustered related reports in one kind of place."""
+    common = (f"k.place = '{place}' AND r.property_id = k.property_id AND r.subcategory = k.subcategory "
+              f"AND r.category = k.category AND {where} AND r.registered_at BETWEEN k.since AND k.until "
+              "AND r.status <> 'cancelled'")
+    return (f"(SELECT {_CLUSTER_COLUMNS} FROM requests r WHERE {common} AND r.incident_id IS NOT NULL"
+            " ORDER BY r.registered_at DESC LIMIT 1) UNION ALL "
+            f"(SELECT {_CLUSTER_COLUMNS} FROM requests r WHERE {common} AND r.incident_id IS NULL"
+            " ORDER BY r.registered_at, r.request_no LIMIT k.lim)")
+
+
+# A row per place of a request (its building, its area, or the whole property); each kind of place ranges over its
+# own index (requests_cluster_building, requests_cluster_area, requests_cluster), the others' parts stop at the
+# place test.
+_CLUSTERS = (
+    "SELECT k.i, c.* FROM json_to_recordset(%s::json) AS k(i int, place text, property_id text, category text, "
+    "subcategory text, building text, area text, since timestamptz, until timestamptz, lim int) "
+    "CROSS JOIN LATERAL (" + " UNION ALL ".join((
+        _cluster_part("building", "r.building = k.building"), _cluster_part("area", "r.area = k.area"),
+        _cluster_part("property", "TRUE"))) + ") c")
+
+
+def _by_key(names: tuple[str, ...], params: dict[str, Any]) -> tuple[Any, ...]:
+    return tuple(params[n] for n in names)
+
+
+def _read_duplicates(uow: UnitOfWork, wanted: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """For each of `wanted` (a `probable_duplicates` read), at most two rows: the earliest live request of the
+    same unit and class, and the earliest from the same phone, both within [since, until]. Each is one range scan
+    of an index (requests_unit_class, contacts_caller)."""
+    rows = [(i, *_by_key(_DUPLICATE_KEYS, w)) for i, w in enumerate(wanted)]
+    return _split(len(wanted), uow.read_past_deferred(
+        _DUPLICATES, (json_rows(("i", *_DUPLICATE_KEYS), rows),)).fetchall())
+
+
+def _read_clusters(uow: UnitOfWork, wanted: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """For each of `wanted` (a `cluster_candidates` read), the latest clustered related request and up to
+    `limit` unclustered ones, oldest first, in each of its places: index ranges on (property_id, subcategory,
+    place, registered_at), so rows read are related rows, bounded by the limits."""
+    rows = []
+    for i, w in enumerate(wanted):
+        places = ["property"] if w["anywhere"] else [p for p in ("building", "area") if w[p]]
+        rows += [(i, place, w["property_id"], w["category"], w["subcategory"], w["building"], w["area"],
+                  w["since"], w["until"], w["limit"]) for place in places]
+    if not rows:
+        return [[] for _ in wanted]
+    return _split(len(wanted), uow.read_past_deferred(_CLUSTERS, (json_rows(
+        ("i", "place", "property_id", "category", "subcategory", "building", "area", "since", "until", "lim"),
+        rows),)).fetchall())
+
+
+def _split(n: int, rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    out: list[list[dict[str, Any]]] = [[] for _ in range(n)]
+    for r in rows:
+        out[r.pop("i")].append(r)
+    return out
+
+
+def read_ahead(uow: UnitOfWork, duplicates: list[dict[str, Any]], clusters: list[dict[str, Any]]) -> None:
+    """In a consumer's fast batch: make the `probable_duplicates` and `cluster_candidates` reads of the batch's
+    coming registrations now, one statement each; each of those reads then takes its rows from here when it is
+    made with the same parameters (else it reads for itself). Rows are read past the batch's deferred inserts,
+    as those reads are; the batch's own requests are added when each read is made."""
+    b = _batch(uow)
+    if b is None:
+        return
+    b.ahead_read = True
+    for name, keys, wanted, read in (("duplicates", _DUPLICATE_KEYS, duplicates, _read_duplicates),
+                                     ("clusters", _CLUSTER_KEYS, clusters, _read_clusters)):
+        unique = list({_by_key(keys, w): w for w in wanted}.values())
+        if unique:
+            for w, rows in zip(unique, read(uow, unique), strict=True):
+                b.ahead[(name, _by_key(keys, w))] = rows
+
+
+def wants_read_ahead(uow: UnitOfWork) -> bool:
+    """Whether this is a fast batch whose coming reads have not been read ahead yet."""
+    b = _batch(uow)
+    return b is not None and not b.ahead_read
+
+
+def registration_time(uow: UnitOfWork, property_id: str, local_day: date) -> datetime | None:
+    """In a fast batch: the registration time of the property's requests today, if the batch took their numbers
+    (the one instant of the block the batch took for them)."""
+    b = _batch(uow)
+    block = b.numbers.get((property_id, local_day)) if b is not None else None
+    return block[2] if block is not None else None
+
+
+def _ahead_or_read(uow: UnitOfWork, name: str, keys: tuple[str, ...], params: dict[str, Any],
+                   read: Callable[[UnitOfWork, list[dict[str, Any]]], list[list[dict[str, Any]]]]
+                   ) -> list[dict[str, Any]]:
+    b = _batch(uow)
+    if b is not None and (rows := b.ahead.get((name, _by_key(keys, params)))) is not None:
+        return list(rows)
+    return read(uow, [params])[0]
+
 
 def probable_duplicates(uow: UnitOfWork, *, property_id: str, unit: str | None, category: str, phone: str | None,
                         since: datetime, until: datetime) -> list[dict[str, Any]]:
-    """At most two rows: the earliest live request of the same unit and class, and the earliest from the same
-    phone, both within [since, until]. Each is one range scan of an index (requests_unit_class, contacts_caller).
-    In a fast batch, also the batch's own requests that match (their rows are not written yet)."""
-    rows = uow.read_past_deferred(
-        """(SELECT r.request_no, r.property_id, r.registered_at, r.category, r.subcategory, r.building, r.unit,
-                   r.area, NULL::text AS phone, r.status, r.duplicate_of
-              FROM requests r
-             WHERE %(unit)s::text IS NOT NULL AND r.property_id = %(property_id)s AND r.unit = %(unit)s
-               AND r.category = %(category)s AND r.registered_at BETWEEN %(since)s AND %(until)s
-               AND r.status <> 'cancelled'
-             ORDER BY r.registered_at, r.request_no LIMIT 1)
-           UNION ALL
-           (SELECT r.request_no, r.property_id, r.registered_at, r.category, r.subcategory, r.building, r.unit,
-                   r.area, c.contact_phone, r.status, r.duplicate_of
-              FROM contacts c JOIN requests r USING (request_no)
-             WHERE %(phone)s::text IS NOT NULL AND c.property_id = %(property_id)s AND c.contact_phone = %(phone)s
-               AND c.registered_at BETWEEN %(since)s AND %(until)s AND r.status <> 'cancelled'
-             ORDER BY c.registered_at, c.request_no LIMIT 1)""",
-        {"property_id": property_id, "unit": unit, "category": category, "phone": phone, "since": since,
-         "until": until}).fetchall()
+    """At most two rows (`_read_duplicates`); in a fast batch, also the batch's own requests that match (their
+    rows are not written yet)."""
+    params = {"property_id": property_id, "unit": unit, "category": category, "phone": phone, "since": since,
+              "until": until}
+    rows = _ahead_or_read(uow, "duplicates", _DUPLICATE_KEYS, params, _read_duplicates)
     return _with_own(uow, rows, lambda r: r["property_id"] == property_id and since <= r["registered_at"] <= until
                      and ((unit is not None and r["unit"] == unit and r["category"] == category)
                           or (phone is not None and r["phone"] == phone)))
@@ -125,27 +234,17 @@ def cluster_candidates(uow: UnitOfWork, *, property_id: str, category: str, subc
                        building: str | None, area: str | None, anywhere: bool, since: datetime, until: datetime,
                        limit: int) -> list[dict[str, Any]]:
     """The latest clustered related request (the incident to join) and up to `limit` unclustered ones, oldest
-    first. Each place (building, area; the whole property for property-wide subclasses) is an index range on
-    (property_id, subcategory, place, registered_at): rows read are related rows, bounded by the limits."""
+    first (`_read_clusters`), and in a fast batch the batch's own related requests."""
     params = {"property_id": property_id, "category": category, "subcategory": subcategory, "building": building,
-              "area": area, "since": since, "until": until, "limit": limit}
-    places = ["TRUE"] if anywhere else [f"r.{p} = %({p})s" for p, v in (("building", building), ("area", area)) if v]
-    cols = ("r.request_no, r.property_id, r.registered_at, r.category, r.subcategory, r.building, r.unit, r.area, "
-            "r.status, r.duplicate_of, r.incident_id")
-    common = ("r.property_id = %(property_id)s AND r.subcategory = %(subcategory)s AND r.category = %(category)s "
-              "AND r.registered_at BETWEEN %(since)s AND %(until)s AND r.status <> 'cancelled'")
-    parts = [f"(SELECT {cols} FROM requests r WHERE {common} AND {place} AND r.incident_id IS NOT NULL "
-             f" ORDER BY r.registered_at DESC LIMIT 1) UNION ALL "
-             f"(SELECT {cols} FROM requests r WHERE {common} AND {place} AND r.incident_id IS NULL "
-             f" ORDER BY r.registered_at, r.request_no LIMIT %(limit)s)" for place in places]
-    if not parts:
+              "area": area, "anywhere": anywhere, "since": since, "until": until, "limit": limit}
+    if not anywhere and not building and not area:
         return []
-    found = uow.read_past_deferred(" UNION ALL ".join(parts), params).fetchall()
+    found = _ahead_or_read(uow, "clusters", _CLUSTER_KEYS, params, _read_clusters)
     rows = _with_own(uow, found, lambda r: r["property_id"] == property_id and r["category"] == category
                      and r["subcategory"] == subcategory and since <= r["registered_at"] <= until
                      and (anywhere or (building is not None and r["building"] == building)
                           or (area is not None and r["area"] == area)))
-    if len(parts) == 1 and rows is found:
+    if (anywhere or not (building and area)) and rows is found:
         return rows
     # A report in both the building and the area came twice; keep what one range over either place would give.
     unique = list({r["request_no"]: r for r in rows}.values())
@@ -178,6 +277,8 @@ def _own_row(r: Request) -> dict[str, Any]:
 
 def lock_cluster(uow: UnitOfWork, key: str) -> None:
     """Serialise the few registrations that may form or grow the same incident (until this transaction ends)."""
+    if (b := _batch(uow)) is not None:
+        b.ahead.clear()  # what was read ahead is from before the lock, and the incident will change rows
     uow.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (key,))
 
 
@@ -483,6 +584,9 @@ class _Batch:
         self.known: dict[tuple[str, str], str | None] | None = None
         self.numbers: dict[tuple[str, date], list[Any]] = {}  # [next, last, taken at]
         self.mine: list[Request] = []  # registered by this batch (their rows may not be written yet)
+        # reads made ahead for the batch's coming registrations (`read_ahead`), by read and parameters
+        self.ahead: dict[tuple[str, tuple[Any, ...]], list[dict[str, Any]]] = {}
+        self.ahead_read = False
 
     def place(self, uow: UnitOfWork, property_id: str, unit: str | None) -> dict[str, Any] | None:
         if self.places is None:

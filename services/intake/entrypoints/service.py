@@ -111,7 +111,9 @@ class IntakeService:
 
     @consume_inbound(loader=load_inbound_message)
     def on_inbound(self, data: dict[str, Any]) -> Any:
-        return handlers.register(self.uow(), register_command(data), self.classifier, self.rules)
+        uow = self.uow()
+        return handlers.register(uow, register_command(data), self.classifier, self.rules,
+                                 coming=lambda: map(register_command, uow.coming()))
 
     # -- staff actions on a request (each answers with the request's state and its owner) --
 

@@ -4,18 +4,24 @@ from __future__ import annotations
 import dataclasses
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from prometheus_client import Counter
 
-from services.common.db import UnitOfWork
+from services.common.db import UnitOfWork, batch_state
 from services.common.domain import DomainError, Event, InvalidTransition, NotFound
 from services.common.nameko_ext import NotReady
 from services.intake.adapters import repository as repo
-from services.intake.domain.classification import CATEGORIES, PRIORITIES, Classifier, override_classification
+from services.intake.domain.classification import (
+    CATEGORIES,
+    PRIORITIES,
+    Classification,
+    Classifier,
+    override_classification,
+)
 from services.intake.domain.commands import RegisterRequest
 from services.intake.domain.duplicates import (
     Candidate,
@@ -64,11 +70,13 @@ class Rules:
 
 # --- registration ---------------------------------------------------------------------------------------------------
 
-def register(uow: UnitOfWork, cmd: RegisterRequest, classifier: Classifier, rules: Rules = Rules()) -> dict[str, Any]:
+def register(uow: UnitOfWork, cmd: RegisterRequest, classifier: Classifier, rules: Rules = Rules(),
+             coming: Callable[[], Iterable[RegisterRequest]] | None = None) -> dict[str, Any]:
     """Register a request exactly once per (source, external_id); returns its number, classification, owner and
-    any probable duplicate or incident it was linked to."""
+    any probable duplicate or incident it was linked to. `coming`, in a consumer's batch: this message's command
+    and those of the batch's messages after it (their classifications and reads are then made for all at once)."""
     with uow:
-        result, request, events = _register(uow, cmd, classifier, rules)
+        result, request, events = _register(uow, cmd, classifier, rules, coming=coming)
         if request is None:
             return result
         uow.publish(events)
@@ -83,7 +91,8 @@ def _count(request: Request) -> None:
 
 
 def _register(uow: UnitOfWork, cmd: RegisterRequest, classifier: Classifier, rules: Rules,
-              letter_id: uuid.UUID | None = None) -> tuple[dict[str, Any], Request | None, list[Event]]:
+              letter_id: uuid.UUID | None = None, coming: Callable[[], Iterable[RegisterRequest]] | None = None
+              ) -> tuple[dict[str, Any], Request | None, list[Event]]:
     """Registration inside an open unit of work (shared by submissions and letters); the caller commits."""
     if cmd.external_id:
         existing = repo.find_by_external_id(uow, cmd.source, cmd.external_id)
@@ -91,11 +100,7 @@ def _register(uow: UnitOfWork, cmd: RegisterRequest, classifier: Classifier, rul
             return {"request_no": existing, "created": False}, None, []
     building = _check_place(uow, cmd)
     day = local_date(uow.now())
-    auto = classifier.classify(cmd.description)
-    classification = auto
-    if cmd.category:
-        classification = override_classification(auto, category=cmd.category, subcategory=cmd.subcategory,
-                                                  priority=cmd.priority)
+    auto, classification = _classify(uow, cmd, classifier)
     reporter = Reporter.create(cmd.reporter_kind, cmd.reporter_name, cmd.reporter_phone)
     seq, now = repo.next_seq(uow, cmd.property_id, day)
     request = Request.register(
@@ -106,6 +111,8 @@ def _register(uow: UnitOfWork, cmd: RegisterRequest, classifier: Classifier, rul
         vip=cmd.vip, compensation_demanded=cmd.compensation_demanded)
     if classification is not auto:  # the registering agent's verdict; the classifier's is kept alongside
         request.auto_classification, request.agent_classification = auto, classification
+    if coming is not None and repo.wants_read_ahead(uow):
+        _read_ahead(uow, coming(), classifier, rules, day)
     _link_duplicate(uow, request, rules)
     if not repo.insert_request(uow, request, vip=cmd.vip, compensation_demanded=cmd.compensation_demanded,
                                reported_at=cmd.reported_at, letter_id=letter_id):
@@ -160,14 +167,81 @@ def _row_candidate(row: dict[str, Any]) -> Candidate:
                      duplicate_of=row["duplicate_of"], incident_id=uuid.UUID(incident) if incident else None)
 
 
+def _classify(uow: UnitOfWork, cmd: RegisterRequest, classifier: Classifier) -> tuple[Classification, Classification]:
+    """The classifier's verdict and the one registered (the agent's, when the command states a class). In a
+    consumer's batch each message is classified once, by whichever of its preview and its registration comes
+    first (keyed by the message's idempotency key and text)."""
+    made: dict[tuple[str, str | None, str], Classification] | None = (
+        batch_state(uow, "intake-classified", lambda _: {}) if cmd.external_id else None)
+    key = (cmd.source, cmd.external_id, cmd.description)
+    auto = made.get(key) if made is not None else None
+    if auto is None:
+        auto = classifier.classify(cmd.description)
+        if made is not None:
+            made[key] = auto
+    if not cmd.category:
+        return auto, auto
+    return auto, override_classification(auto, category=cmd.category, subcategory=cmd.subcategory,
+                                         priority=cmd.priority)
+
+
+def _preview(uow: UnitOfWork, cmd: RegisterRequest, classifier: Classifier, day: date) -> Candidate | None:
+    """What `cmd` will register as, as far as the duplicate and cluster reads go, or None when it will be refused
+    or its number is not taken yet. A guess: a read it got wrong is made again by the registration itself."""
+    at = repo.registration_time(uow, cmd.property_id, day)
+    if at is None:
+        return None
+    try:
+        building = _check_place(uow, cmd)
+        c = _classify(uow, cmd, classifier)[1]
+        phone = Reporter.create(cmd.reporter_kind, cmd.reporter_name, cmd.reporter_phone).phone
+    except DomainError:
+        return None
+    return Candidate(request_no="", property_id=cmd.property_id, registered_at=at, category=c.category,
+                     subcategory=c.subcategory, building=building, unit=cmd.unit, area=cmd.area,
+                     phone=phone or cmd.details.get("caller_number"))
+
+
+def _read_ahead(uow: UnitOfWork, commands: Iterable[RegisterRequest], classifier: Classifier, rules: Rules,
+                day: date) -> None:
+    """A batch's duplicate and cluster reads, one statement each instead of one per message."""
+    duplicates, clusters = [], []
+    for cmd in commands:
+        new = _preview(uow, cmd, classifier, day)
+        if new is None:
+            continue
+        if (wanted := _duplicate_read(new, rules)) is not None:
+            duplicates.append(wanted)
+        if (wanted := _cluster_read(new, rules)) is not None:
+            clusters.append(wanted)
+    repo.read_ahead(uow, duplicates, clusters)
+
+
+def _duplicate_read(new: Candidate, rules: Rules) -> dict[str, Any] | None:
+    """The parameters of `new`'s probable-duplicate read, if it has something to match on."""
+    if new.unit is None and new.phone is None:
+        return None
+    return {"property_id": new.property_id, "unit": new.unit, "category": new.category, "phone": new.phone,
+            "since": new.registered_at - rules.duplicates.window, "until": new.registered_at}
+
+
+def _cluster_read(new: Candidate, rules: Rules) -> dict[str, Any] | None:
+    """The parameters of `new`'s cluster read, if it can be part of a cluster."""
+    wide = new.subcategory in rules.clusters.property_wide_subcategories
+    if new.subcategory is None or (new.building is None and new.area is None and not wide):
+        return None
+    return {"property_id": new.property_id, "category": new.category, "subcategory": new.subcategory,
+            "building": new.building, "area": new.area, "anywhere": wide,
+            "since": new.registered_at - rules.clusters.window, "until": new.registered_at,
+            "limit": rules.cluster_scan_limit}
+
+
 def _link_duplicate(uow: UnitOfWork, request: Request, rules: Rules) -> None:
     new = _candidate(request)
-    if new.unit is None and new.phone is None:
+    wanted = _duplicate_read(new, rules)
+    if wanted is None:
         return
-    rows = repo.probable_duplicates(uow, property_id=request.property_id, unit=request.unit,
-                                    category=new.category, phone=new.phone,
-                                    since=request.registered_at - rules.duplicates.window,
-                                    until=request.registered_at)
+    rows = repo.probable_duplicates(uow, **wanted)
     match = find_probable_duplicate(new, [_row_candidate(r) for r in rows], rules.duplicates)
     if match:
         request.link_duplicate(duplicate_of=match.duplicate_of, reason=match.reason, now=request.registered_at)
@@ -175,22 +249,15 @@ def _link_duplicate(uow: UnitOfWork, request: Request, rules: Rules) -> None:
 
 def _cluster(uow: UnitOfWork, request: Request, rules: Rules, now: datetime) -> Incident | None:
     new = _candidate(request)
-    if new.subcategory is None or (new.building is None and new.area is None
-                                   and new.subcategory not in rules.clusters.property_wide_subcategories):
+    wanted = _cluster_read(new, rules)
+    if wanted is None:
         return None
 
-    subcategory = new.subcategory
-
     def decide() -> Any:
-        rows = repo.cluster_candidates(
-            uow, property_id=new.property_id, category=new.category, subcategory=subcategory,
-            building=new.building, area=new.area,
-            anywhere=new.subcategory in rules.clusters.property_wide_subcategories,
-            since=new.registered_at - rules.clusters.window, until=new.registered_at,
-            limit=rules.cluster_scan_limit)
+        rows = repo.cluster_candidates(uow, **wanted)
         return find_cluster(new, [_row_candidate(r) for r in rows], rules.clusters)
 
-    if decide() is None:  # the common case: one indexed read, no lock
+    if decide() is None:  # the common case: one indexed read (in a batch, read ahead for all), no lock
         return None
     # Two registrations completing the same cluster at once would form two incidents: decide again under a lock.
     repo.lock_cluster(uow, f"intake-cluster:{new.property_id}:{new.category}:{new.subcategory}")
