@@ -35,7 +35,14 @@ from prometheus_client import REGISTRY, disable_created_metrics, start_http_serv
 from prometheus_client.core import GaugeMetricFamily
 
 from services.common import logs, metrics, topology
-from services.common.db import BatchUnitOfWork, RedoCarefully, UnitOfWork, make_pool, migrate
+from services.common.db import (
+    BatchUnitOfWork,
+    RedoCarefully,
+    UnitOfWork,
+    analyse_new_tables,
+    make_pool,
+    migrate,
+)
 from services.common.publisher import ConfirmingPublisher, Outgoing
 from services.common.domain import DomainError
 from services.common.rpc import domain_errors
@@ -135,6 +142,8 @@ class Store(DependencyProvider):
             log.info("applied migrations %s", ", ".join(applied))
         self.pool = make_pool(self.database_url, self.service, int(cfg.get("DB_POOL_SIZE", 12)), self.service)
         self.pack_max = max(1, int(cfg.get("RELAY_PACK_MAX", PACK_MAX)))
+        self.analyse_every = float(cfg.get("ANALYSE_NEW_TABLES_SECONDS", 10))
+        self.analyse_rows = int(cfg.get("ANALYSE_NEW_TABLES_ROWS", 1000))
         topology.declare(self.amqp_uri)
         metrics.OUTBOX_PUBLISHED.labels(self.service)
         metrics.OUTBOX_MESSAGES.labels(self.service)
@@ -148,6 +157,8 @@ class Store(DependencyProvider):
     def start(self) -> None:
         self._running = True
         self.container.spawn_managed_thread(self._relay_forever, identifier="outbox-relay")
+        if self.analyse_every > 0:
+            self.container.spawn_managed_thread(self._analyse_new_tables_forever, identifier="analyse-new-tables")
 
     def stop(self) -> None:
         self._running = False
@@ -175,6 +186,21 @@ class Store(DependencyProvider):
 
     def get_dependency(self, worker_ctx: Any) -> UowFactory:
         return UowFactory(self)
+
+    def _analyse_new_tables_forever(self) -> None:
+        """Give the schema's new tables their first statistics as soon as they are worth it
+        (`db.analyse_new_tables`); a look at pg_stat_user_tables every `analyse_every` seconds."""
+        while self._running:
+            eventlet.sleep(self.analyse_every)
+            try:
+                with self.pool.connection() as conn:
+                    done = analyse_new_tables(conn, self.analyse_rows)
+            except psycopg.Error as exc:  # the database away: the relay says so; try again later
+                log.debug("first analyse of new tables failed: %s", type(exc).__name__)
+                continue
+            if done:
+                log.info("analysed new tables %s (never analysed, %d rows or more)", ", ".join(done),
+                         self.analyse_rows)
 
     # Relay: publish committed outbox rows with confirms, then delete them. A crash between the two
     # publishes a row again on restart; consumers' inboxes make that harmless.
