@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from urllib.parse import urlparse
 
+import orjson
 import psycopg
 from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row, tuple_row
@@ -63,8 +64,19 @@ def envelope(event: Event, producer: str, *, now: datetime, correlation_id: str 
     }
 
 
+def dumps(value: Any, default: Callable[[Any], Any] = _json_default) -> str:
+    """JSON text for a statement's parameter (UTF-8, not escaped to ASCII). orjson writes it several times
+    faster than `json.dumps`, which was a tenth of intake's and escalation's CPU under load (clock rows, outbox
+    bodies); it writes datetimes, dates and UUIDs itself, as their `isoformat()` / `str()`. What it refuses
+    (an integer beyond 64 bits, which a message may carry) is written by `json.dumps`, as before."""
+    try:
+        return orjson.dumps(value, default=default, option=orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError:
+        return json.dumps(value, default=default, ensure_ascii=False)
+
+
 def jsonb(value: Any) -> Jsonb:
-    return Jsonb(value, dumps=lambda o: json.dumps(o, default=_json_default, ensure_ascii=False))
+    return Jsonb(value, dumps=dumps)
 
 
 _INSERT_HEAD = re.compile(r"^\s*INSERT INTO (\w+) \(([^)]*)\)\s*$")
@@ -78,7 +90,7 @@ def _json_param(value: Any) -> Any:
 
 def json_rows(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     """Rows as one JSON array of objects, for `json_populate_recordset` (see `insert_many`)."""
-    return json.dumps([dict(zip(columns, r, strict=True)) for r in rows], default=_json_param, ensure_ascii=False)
+    return dumps([dict(zip(columns, r, strict=True)) for r in rows], _json_param)
 
 
 def rows_of(table: str, columns: str) -> str:

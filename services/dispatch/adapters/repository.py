@@ -1,7 +1,6 @@
 """Dispatch's Postgres repository (its own schema only): work orders, rosters, handovers, daily checks."""
 from __future__ import annotations
 
-import json
 import time
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -10,7 +9,7 @@ from uuid import UUID
 
 from psycopg.types.json import Jsonb
 
-from services.common.db import BatchUnitOfWork, UnitOfWork, batch_state
+from services.common.db import BatchUnitOfWork, UnitOfWork, batch_state, dumps
 from services.dispatch.domain.fees import Consent, MaterialUse, Quote, QuoteLine
 from services.dispatch.domain.model import Appointment, HistoryEntry, WorkOrder
 from services.dispatch.domain.roster import Roster, ShiftAssignment, ShiftPattern, Technician
@@ -19,7 +18,7 @@ TERMINAL = ("closed", "cancelled")
 
 
 def _json(value: Any) -> Jsonb:
-    return Jsonb(value, dumps=lambda o: json.dumps(o, ensure_ascii=False, default=_default))
+    return Jsonb(value, dumps=lambda o: dumps(o, _default))
 
 
 def _default(value: Any) -> Any:

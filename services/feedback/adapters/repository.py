@@ -5,7 +5,6 @@ JSON documents next to the columns that queries filter on; `*_from_row` rebuilds
 """
 from __future__ import annotations
 
-import json
 import uuid
 from dataclasses import asdict
 from datetime import datetime
@@ -14,7 +13,7 @@ from uuid import UUID
 
 from psycopg.types.json import Jsonb
 
-from services.common.db import UnitOfWork, insert_many
+from services.common.db import UnitOfWork, dumps, insert_many
 from services.feedback.domain.letters import LetterVersion, ReplyLetter, Review, Step
 from services.feedback.domain.model import Attempt, FollowUp, ReturnVisit, VisitOutcome, VisitSubject
 from services.feedback.domain.sampling import AuditSelection, VisitDecision
@@ -30,7 +29,7 @@ def _default(o: Any) -> Any:
 
 
 def _json(value: Any) -> Any:
-    return None if value is None else Jsonb(value, dumps=lambda o: json.dumps(o, ensure_ascii=False, default=_default))
+    return None if value is None else Jsonb(value, dumps=lambda o: dumps(o, _default))
 
 
 def _dt(v: Any) -> Any:

@@ -1,7 +1,6 @@
 """Intake's Postgres repository (its own schema only)."""
 from __future__ import annotations
 
-import json
 import uuid
 from collections import Counter
 from datetime import date, datetime
@@ -11,7 +10,7 @@ from collections.abc import Callable
 from psycopg.rows import tuple_row
 from psycopg.types.json import Jsonb
 
-from services.common.db import UnitOfWork, batch_state, json_rows
+from services.common.db import UnitOfWork, batch_state, dumps, json_rows
 from services.intake.domain.classification import Classification
 from services.intake.domain.duplicates import Incident
 from services.intake.domain.letters import Letter
@@ -560,7 +559,7 @@ def _dt(value: Any) -> datetime:
 
 
 def _json(value: Any) -> Any:
-    return None if value is None else Jsonb(value, dumps=lambda o: json.dumps(o, ensure_ascii=False, default=_default))
+    return None if value is None else Jsonb(value, dumps=lambda o: dumps(o, _default))
 
 
 def _default(o: Any) -> Any:
