@@ -107,6 +107,13 @@ def insert_many(uow: UnitOfWork, head: str, rows: Sequence[Sequence[Any]], tail:
         uow.execute(*_insert_rows(head, rows, tail))
 
 
+def insert_row(uow: UnitOfWork, head: str, row: Sequence[Any], tail: str = "") -> None:
+    """One row of `insert_many`'s statement: in a consumer's fast batch kept for the batch's one statement of that
+    text (`defer_insert`: only for a row expected to go in, or to update its conflict), else written now."""
+    if not uow.defer_insert(head, row, tail):
+        insert_many(uow, head, [row], tail)
+
+
 def _insert_rows(head: str, rows: Sequence[Sequence[Any]], tail: str) -> tuple[str, tuple[str]]:
     """The statement and parameter of `insert_many`."""
     m = _INSERT_HEAD.match(head)

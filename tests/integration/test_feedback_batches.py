@@ -1,5 +1,5 @@
 """Feedback's fast batch of events (real Postgres, feedback's schema): the registrations of a batch are written in
-one statement, and an assignment later in the same batch still finds its request."""
+one statement, and an assignment later in the same batch still finds its request; so are its clocks' verdicts."""
 from __future__ import annotations
 
 import uuid
@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from services.common.contract.registry import load_envelope
+from services.common import metrics
+from services.common.contract.registry import load_envelope, spec_for
 from services.common.db import make_pool, migrate
 from services.common.nameko_ext import NotReady, UowFactory, batch_lock_key, run_batch
 from services.feedback.service_layer import handlers
@@ -59,6 +60,10 @@ def assigned(no: str) -> dict[str, Any]:
         "night": False})
 
 
+def redone() -> float:
+    return metrics.BATCHES_REDONE.labels("feedback")._value.get()
+
+
 def departments(svc: _Service, numbers: list[str]) -> dict[str, str | None]:
     with svc.uow.store.pool.connection() as conn:
         rows = conn.execute("SELECT request_no, department FROM requests WHERE request_no = ANY(%s)",
@@ -96,3 +101,42 @@ def test_an_assignment_ahead_of_its_registration_waits_and_the_batch_keeps_the_r
     assert outcomes[1][1] is not None and outcomes[1][1][0] is NotReady
     assert [outcomes[0][1], outcomes[2][1]] == [None, None]
     assert departments(service, [early, other]) == {other: "engineering"}
+
+
+def clock_event(event_type: str, clock_id: str, no: str, **fields: Any) -> dict[str, Any]:
+    data = {**spec_for(event_type, 1).example, "clock_id": clock_id, "request_no": no, **fields}
+    return envelope("escalation", event_type, data)
+
+
+def outcomes_of(svc: _Service, clock_ids: list[str]) -> dict[str, str]:
+    with svc.uow.store.pool.connection() as conn:
+        rows = conn.execute("SELECT clock_id::text, outcome FROM clock_outcomes WHERE clock_id::text = ANY(%s)",
+                            (clock_ids,)).fetchall()
+    return dict(rows)  # type: ignore[arg-type]
+
+
+def test_a_pack_of_clock_verdicts_is_written_in_one_statement(service: _Service) -> None:
+    clocks = [str(uuid.uuid4()) for _ in range(10)]
+    items = [clock_event("ClockMet", c, f"LY-20260101-{c[:6]}", on_time=i % 2 == 0) for i, c in enumerate(clocks)]
+    sent = count_batch_statements(service.uow.store, words=3)
+    before = redone()
+    try:
+        outcomes = run_batch(service, on_event, items, batch_lock_key("feedback.events"))
+    finally:
+        del service.uow.store.batch_uow
+    assert [o[1] for o in outcomes] == [None] * 10, outcomes
+    assert redone() == before
+    assert sent.count("INSERT INTO CLOCK_OUTCOMES") == 1
+    assert outcomes_of(service, clocks) == {c: "met" if i % 2 == 0 else "breached" for i, c in enumerate(clocks)}
+
+
+def test_a_breach_then_a_late_stop_of_one_clock_in_one_batch_stays_breached(service: _Service) -> None:
+    clock, other = str(uuid.uuid4()), str(uuid.uuid4())
+    items = [clock_event("ClockBreached", clock, "LY-20260101-000001"),
+             clock_event("ClockMet", other, "LY-20260101-000002", on_time=True),
+             clock_event("ClockMet", clock, "LY-20260101-000001", on_time=False)]
+    before = redone()
+    outcomes = run_batch(service, on_event, items, batch_lock_key("feedback.events"))
+    assert [o[1] for o in outcomes] == [None] * 3, outcomes
+    assert redone() == before + 1  # one statement cannot touch a row twice: the batch went round message by message
+    assert outcomes_of(service, [clock, other]) == {clock: "breached", other: "met"}

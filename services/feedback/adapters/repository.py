@@ -13,7 +13,7 @@ from uuid import UUID
 
 from psycopg.types.json import Jsonb
 
-from services.common.db import UnitOfWork, dumps, insert_many
+from services.common.db import UnitOfWork, dumps, insert_row
 from services.feedback.domain.letters import LetterVersion, ReplyLetter, Review, Step
 from services.feedback.domain.model import Attempt, FollowUp, ReturnVisit, VisitOutcome, VisitSubject
 from services.feedback.domain.sampling import AuditSelection, VisitDecision
@@ -54,9 +54,7 @@ def upsert_request(uow: UnitOfWork, d: dict[str, Any]) -> None:
     are written in one statement, before the batch's next statement (an assignment's update finds them) or at its
     end. The inbox lets each registration through once, so every deferred row is expected to be inserted; one the
     conflict clause skips sends the batch round again message by message, where each insert runs at once."""
-    values = [d.get(k) for k in _REQUEST_COLUMNS]
-    if not uow.defer_insert(_REQUEST_INSERT, values, _REQUEST_CONFLICT):
-        insert_many(uow, _REQUEST_INSERT, [values], _REQUEST_CONFLICT)  # the same statement, for one row
+    insert_row(uow, _REQUEST_INSERT, [d.get(k) for k in _REQUEST_COLUMNS], _REQUEST_CONFLICT)
 
 
 def reclassify_request(uow: UnitOfWork, d: dict[str, Any]) -> bool:
@@ -181,14 +179,17 @@ def audit_candidates(uow: UnitOfWork, start: datetime, end: datetime) -> list[di
 
 # --- clocks and praise --------------------------------------------------------------------------------------
 
+_CLOCK_INSERT = "INSERT INTO clock_outcomes (clock_id, request_no, clock, outcome, settled_at)"
+# A breach is final for attainment: a clock met late after a breach stays breached.
+_CLOCK_CONFLICT = ("ON CONFLICT (clock_id) DO UPDATE SET "
+                   "outcome = CASE WHEN clock_outcomes.outcome = 'breached' THEN 'breached' ELSE excluded.outcome END, "
+                   "settled_at = LEAST(clock_outcomes.settled_at, excluded.settled_at)")
+
+
 def record_clock(uow: UnitOfWork, clock_id: UUID, request_no: str, clock: str, outcome: str, at: datetime) -> None:
-    """A breach is final for attainment: a clock met late after a breach stays breached."""
-    uow.execute(
-        """INSERT INTO clock_outcomes (clock_id, request_no, clock, outcome, settled_at) VALUES (%s, %s, %s, %s, %s)
-           ON CONFLICT (clock_id) DO UPDATE SET
-               outcome = CASE WHEN clock_outcomes.outcome = 'breached' THEN 'breached' ELSE excluded.outcome END,
-               settled_at = LEAST(clock_outcomes.settled_at, excluded.settled_at)""",
-        (clock_id, request_no, clock, outcome, at))
+    """A clock's verdict. In a fast batch the batch's verdicts are one statement (a clock with two verdicts in
+    one batch makes that statement fail, and the batch goes round again message by message)."""
+    insert_row(uow, _CLOCK_INSERT, [clock_id, request_no, clock, outcome, at], _CLOCK_CONFLICT)
 
 
 def insert_praise(uow: UnitOfWork, p: dict[str, Any]) -> bool:
