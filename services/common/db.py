@@ -22,6 +22,7 @@ from urllib.parse import urlparse
 
 import orjson
 import psycopg
+from psycopg.sql import SQL, Identifier
 from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row, tuple_row
 from psycopg.types.json import Jsonb
@@ -552,7 +553,7 @@ def analyse_new_tables(conn: psycopg.Connection[Any], min_rows: int) -> list[str
         "AND last_autoanalyze IS NULL AND n_live_tup >= %s ORDER BY relname", (min_rows,)).fetchall()
     names = [r[0] for r in rows]
     for name in names:
-        conn.execute(f'ANALYZE "{name}"')
+        conn.execute(SQL("ANALYZE {}").format(Identifier(name)))
     conn.commit()
     return names
 

@@ -185,7 +185,7 @@ def read_ahead(uow: UnitOfWork, duplicates: list[dict[str, Any]], clusters: list
     b = _batch(uow)
     if b is None:
         return
-    b.ahead_read = True
+    b.ahead = {}
     for name, keys, wanted, read in (("duplicates", _DUPLICATE_KEYS, duplicates, _read_duplicates),
                                      ("clusters", _CLUSTER_KEYS, clusters, _read_clusters)):
         unique = list({_by_key(keys, w): w for w in wanted}.values())
@@ -197,7 +197,7 @@ def read_ahead(uow: UnitOfWork, duplicates: list[dict[str, Any]], clusters: list
 def wants_read_ahead(uow: UnitOfWork) -> bool:
     """Whether this is a fast batch whose coming reads have not been read ahead yet."""
     b = _batch(uow)
-    return b is not None and not b.ahead_read
+    return b is not None and b.ahead is None
 
 
 def registration_time(uow: UnitOfWork, property_id: str, local_day: date) -> datetime | None:
@@ -212,7 +212,7 @@ def _ahead_or_read(uow: UnitOfWork, name: str, keys: tuple[str, ...], params: di
                    read: Callable[[UnitOfWork, list[dict[str, Any]]], list[list[dict[str, Any]]]]
                    ) -> list[dict[str, Any]]:
     b = _batch(uow)
-    if b is not None and (rows := b.ahead.get((name, _by_key(keys, params)))) is not None:
+    if b is not None and b.ahead and (rows := b.ahead.get((name, _by_key(keys, params)))) is not None:
         return list(rows)
     return read(uow, [params])[0]
 
@@ -236,8 +236,6 @@ def cluster_candidates(uow: UnitOfWork, *, property_id: str, category: str, subc
     first (`_read_clusters`), and in a fast batch the batch's own related requests."""
     params = {"property_id": property_id, "category": category, "subcategory": subcategory, "building": building,
               "area": area, "anywhere": anywhere, "since": since, "until": until, "limit": limit}
-    if not anywhere and not building and not area:
-        return []
     found = _ahead_or_read(uow, "clusters", _CLUSTER_KEYS, params, _read_clusters)
     rows = _with_own(uow, found, lambda r: r["property_id"] == property_id and r["category"] == category
                      and r["subcategory"] == subcategory and since <= r["registered_at"] <= until
@@ -276,7 +274,7 @@ def _own_row(r: Request) -> dict[str, Any]:
 
 def lock_cluster(uow: UnitOfWork, key: str) -> None:
     """Serialise the few registrations that may form or grow the same incident (until this transaction ends)."""
-    if (b := _batch(uow)) is not None:
+    if (b := _batch(uow)) is not None and b.ahead:
         b.ahead.clear()  # what was read ahead is from before the lock, and the incident will change rows
     uow.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (key,))
 
@@ -583,9 +581,9 @@ class _Batch:
         self.known: dict[tuple[str, str], str | None] | None = None
         self.numbers: dict[tuple[str, date], list[Any]] = {}  # [next, last, taken at]
         self.mine: list[Request] = []  # registered by this batch (their rows may not be written yet)
-        # reads made ahead for the batch's coming registrations (`read_ahead`), by read and parameters
-        self.ahead: dict[tuple[str, tuple[Any, ...]], list[dict[str, Any]]] = {}
-        self.ahead_read = False
+        # reads made ahead for the batch's coming registrations (`read_ahead`), by read and parameters; None
+        # until they are made
+        self.ahead: dict[tuple[str, tuple[Any, ...]], list[dict[str, Any]]] | None = None
 
     def place(self, uow: UnitOfWork, property_id: str, unit: str | None) -> dict[str, Any] | None:
         if self.places is None:
