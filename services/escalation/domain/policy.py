@@ -194,6 +194,7 @@ class Policy:
     time_scale: float = 1.0
     description: str = ""
     _by_clock: Mapping[str, tuple[ClockRule, ...]] = field(default_factory=dict, init=False, compare=False, repr=False)
+    _working_day_clocks: frozenset[str] = field(default=frozenset(), init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.version, int) or self.version < 1:
@@ -206,8 +207,14 @@ class Policy:
             if rule.rung not in {r.name for r in self.ladder.rungs}:
                 raise _invalid(f"rung {rule.rung!r} is not on the ladder", f"conditions[{i}].rung")
         object.__setattr__(self, "_by_clock", dict(self.clocks))
+        object.__setattr__(self, "_working_day_clocks", frozenset(
+            name for name, rules in self.clocks if any(r.target.working_days for r in rules)))
 
     # -- asking the policy ---------------------------------------------------------------------------------
+
+    def counts_working_days(self, clock: str) -> bool:
+        """Whether any target of `clock` is in working days (only those need the calendar)."""
+        return clock in self._working_day_clocks
 
     def rule_for(self, clock: str, facts: ClockFacts, at: datetime) -> ClockRule | None:
         """The first rule of `clock` whose criteria match; None means the clock does not apply."""

@@ -92,7 +92,7 @@ class Runtime:
 
     def calendar_for(self, uow: UnitOfWork, policy: Policy, kind: str) -> WorkingCalendar:
         # Only working-day targets read the calendar; 24x7 clocks skip the query.
-        if any(r.target.working_days for r in dict(policy.clocks).get(kind, ())):
+        if policy.counts_working_days(kind):
             return self.working_calendar(uow)
         return self.calendar
 

@@ -206,3 +206,9 @@ def test_a_bad_policy_is_refused_naming_the_field(mutate, field):
         Policy.from_dict(d)
     assert exc.value.field == field
     assert exc.value.code == "invalid_policy"
+
+
+def test_only_the_complaint_reply_clock_reads_the_working_calendar() -> None:
+    # Decides whether a clock start queries the calendar table: a 24x7 clock must not, a working-day one must.
+    assert {k for k, _ in POLICY.clocks if POLICY.counts_working_days(k)} == {"complaint_reply"}
+    assert not POLICY.counts_working_days("no_such_clock")
