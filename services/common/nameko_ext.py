@@ -40,6 +40,8 @@ from services.common.db import (
     RedoCarefully,
     UnitOfWork,
     analyse_new_tables,
+    dumps,
+    loads,
     make_pool,
     migrate,
 )
@@ -250,7 +252,9 @@ class Store(DependencyProvider):
             outcome = publisher.publish_batch([self._outgoing(rows[first:end]) for first, end in packs])
             done = [row[0] for i in outcome.confirmed for row in rows[packs[i][0]:packs[i][1]]]
             if done:
-                conn.execute("DELETE FROM outbox WHERE id = ANY(%s)", (done,))
+                # The ids as one JSON array: psycopg adapts a list element by element in Python.
+                conn.execute("DELETE FROM outbox WHERE id = ANY(ARRAY(SELECT json_array_elements_text(%s::json)"
+                             "::bigint))", (dumps(done),))
         metrics.OUTBOX_MESSAGES.labels(self.service).inc(len(outcome.confirmed))
         metrics.OUTBOX_PUBLISHED.labels(self.service).inc(len(done))
         if outcome.unroutable:
@@ -318,7 +322,18 @@ class SafeQueueConsumer(QueueConsumer):
         consumers = super().get_consumers(consumer_cls, channel)
         for provider, consumer in self._consumers.items():
             consumer.on_decode_error = provider.on_decode_error
+            consumer.on_message = functools.partial(self._on_delivery, provider)
         return consumers
+
+    def _on_delivery(self, provider: Any, message: Any) -> None:
+        """kombu's receive step (decode, then hand over), with a JSON body read by orjson: kombu's `json.loads`
+        with an object hook called per object was ~3 % of intake's and escalation's CPU."""
+        try:
+            body = decode_body(message)
+        except Exception as exc:
+            provider.on_decode_error(message, exc)
+            return
+        self.handle_message(provider, body, message)
 
     # -- settling, with the channel's delivery tags kept so that a batch can be acknowledged in one frame.
     # Why: the inbound queue's deliveries are single requests, and one basic.ack frame (a socket write) per request
@@ -387,6 +402,17 @@ class _ChannelTags:
         while self.low + 1 in self.above:
             self.low += 1
             self.above.discard(self.low)
+
+
+def decode_body(message: Any) -> Any:
+    """`message.decode()`, the same value for every body: plain UTF-8 JSON is read by orjson; kombu's typed
+    values (`{"__type__": ..., "__value__": ...}`, which its decoder turns into datetimes, UUIDs...) and anything
+    orjson refuses or may read otherwise are left to kombu, which accepts, refuses and answers as before."""
+    body = message.body
+    if (message.content_type == "application/json" and (message.content_encoding or "utf-8").lower() == "utf-8"
+            and isinstance(body, bytes) and b"__type__" not in body):
+        return loads(body, lambda _: message.decode())
+    return message.decode()
 
 
 def batch_settings(cfg: Any) -> tuple[int, int]:

@@ -9,9 +9,9 @@ import uuid
 from typing import Any
 
 import pytest
-from marshmallow import Schema, ValidationError, fields, validates_schema
+from marshmallow import Schema, ValidationError, fields, post_load, validates_schema
 
-from services.common.contract import registry
+from services.common.contract import inbound, registry
 from services.common.contract.registry import all_specs, lean_load, schema_instance
 
 SPECS = all_specs()
@@ -81,12 +81,91 @@ class _Checked(Schema):
         if data["low"] > data["high"]:
             raise ValidationError("low above high", "low")
 
+    @validates_schema
+    def not_equal(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if data["low"] == data["high"]:
+            raise ValidationError({"high": ["equal"], "low": ["equal too"]})
 
-def test_a_schema_with_its_own_validators_is_loaded_by_marshmallow_itself() -> None:
+
+@pytest.mark.parametrize("data", [{"low": 3, "high": 1}, {"low": 1, "high": 3}, {"low": 2, "high": 2},
+                                  {"low": "x", "high": 1}, {"low": 1}, {"low": 3, "high": 1, "extra": 0}],
+                         ids=str)
+def test_schema_validators_run_after_the_fields_and_are_skipped_on_field_errors_as_in_marshmallow(
+        data: dict[str, Any]) -> None:
     schema = _Checked()
-    assert outcome(lean_load, schema, {"low": 3, "high": 1}) == ("error", ({"low": ["low above high"]},
-                                                                           {"low": 3, "high": 1}))
-    assert outcome(lean_load, schema, {"low": 1, "high": 3}) == ("ok", {"low": 1, "high": 3})
+    assert registry._plan(schema) is not None  # lean: the validators are the plain kind
+    assert outcome(lean_load, schema, data) == outcome(stock, schema, data)
+
+
+class _Original(_Checked):
+    @validates_schema(pass_original=True)
+    def sees_raw(self, data: dict[str, Any], original: Any, **kwargs: Any) -> None:
+        if "raw" in original:
+            raise ValidationError("raw seen")
+
+
+class _Always(_Checked):
+    @validates_schema(skip_on_field_errors=False)
+    def always(self, data: dict[str, Any], **kwargs: Any) -> None:
+        raise ValidationError("always")
+
+
+class _Processed(_Checked):
+    @post_load
+    def doubled(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        return {**data, "low": data["low"] * 2}
+
+
+@pytest.mark.parametrize("cls", [_Original, _Always, _Processed])
+def test_other_hooks_leave_the_load_to_marshmallow_itself(cls: type[Schema]) -> None:
+    schema = cls()
+    assert registry._plan(schema) is None
+    for data in ({"low": 1, "high": 3}, {"low": "x", "high": 1}):
+        assert outcome(lean_load, schema, data) == outcome(stock, schema, data)
+
+
+# The inbound request (intake's queue and POST /requests): a schema validator loads the channel's details.
+_CHANNEL_EXAMPLES: dict[str, dict[str, Any]] = {
+    "phone": {"line": "L1"}, "visit": {"desk": "D1"}, "letter": {"kind": "complaint", "received_date": "2026-11-29"},
+    "online": {"platform": "wechat"}, "email": {"subject": "漏水", "message_id": "m-1"},
+    "patrol": {"inspector": "p-7", "round_id": "r-1"},
+    "iot": {"device_id": "pump-3-level", "reading": 1.82, "unit_of_measure": "m"},
+    "call_centre": {"caller_number": "13800138000", "call_id": "c-1", "queue": "q1"},
+}
+_INBOUND_BASE = {**inbound.INBOUND_EXAMPLE, "unit": "3-1502",
+                 "reporter": {"kind": "resident", "name": "张三", "phone": "13900001111"},
+                 "reported_at": "2026-11-29T04:00:02+08:00", "category": "repair", "priority": "normal"}
+
+
+def _inbound_variants() -> list[tuple[str, Any]]:
+    schema = inbound._shared(inbound.SubmitRequestSchema)
+    out = variants(_INBOUND_BASE, schema)
+    for channel, details in _CHANNEL_EXAMPLES.items():
+        body = {**_INBOUND_BASE, "channel": channel, "channel_details": details}
+        out.append((f"{channel} as given", body))
+        out.append((f"{channel} without external_id", {**body, "external_id": None}))
+        out.append((f"{channel} from the desk", {**body, "external_id": None, "source": "desk"}))
+        for key in details:
+            out.append((f"{channel} details without {key}",
+                        {**body, "channel_details": {k: v for k, v in details.items() if k != key}}))
+            out.extend((f"{channel} details {key}={odd!r:.30}", {**body, "channel_details": {**details, key: odd}})
+                       for odd in ODD_VALUES)
+        out.append((f"{channel} details with an unknown key", {**body, "channel_details": {**details, "zz": 1}}))
+    out.append(("neither unit nor area", {**_INBOUND_BASE, "unit": None, "area": None}))
+    out.append(("neither unit nor area, bad details", {**_INBOUND_BASE, "unit": None, "area": None,
+                                                       "channel_details": {"device_id": None}}))
+    return out
+
+
+def test_every_inbound_request_loads_as_marshmallow_loads_it_valid_or_broken() -> None:
+    schema = inbound._shared(inbound.SubmitRequestSchema)
+    assert registry._plan(schema) is not None
+    cases = _inbound_variants()
+    assert len(cases) > 400
+    differing = [name for name, body in cases if outcome(lean_load, schema, body) != outcome(stock, schema, body)]
+    assert differing == []
+    assert outcome(lambda _s, b: inbound.load_inbound(b), schema, _INBOUND_BASE) == outcome(stock, schema,
+                                                                                            _INBOUND_BASE)
 
 
 def test_producer_check_names_the_field_a_bug_left_out() -> None:

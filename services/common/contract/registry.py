@@ -11,6 +11,8 @@ from collections.abc import Callable
 from typing import Any
 
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate
+from marshmallow.decorators import VALIDATES_SCHEMA
+from marshmallow.error_store import ErrorStore
 from marshmallow.utils import missing
 
 
@@ -185,32 +187,48 @@ class _Step:
         return value
 
 
-_Plan = tuple[tuple[_Step, ...], frozenset[str] | None]
+_Plan = tuple[tuple[_Step, ...], frozenset[str] | None, tuple[Callable[..., Any], ...]]
+
+
+def _schema_validators(schema: Schema) -> tuple[Callable[..., Any], ...] | None:
+    """The schema's `@validates_schema` methods when they are its only hooks and each is the plain kind (per
+    item, the loaded data only, skipped on field errors); None for anything else (marshmallow loads those)."""
+    hooks = {tag: entries for tag, entries in schema._hooks.items() if entries}
+    if set(hooks) - {VALIDATES_SCHEMA}:
+        return None
+    out = []
+    for attr_name, hook_many, kwargs in hooks.get(VALIDATES_SCHEMA, ()):
+        if hook_many or kwargs.get("pass_original") or not kwargs.get("skip_on_field_errors", True):
+            return None
+        out.append(getattr(schema, attr_name))
+    return tuple(out)
 
 
 def _plan(schema: Schema) -> _Plan | None:
     # Kept on the schema object itself (None too: marshmallow's own load): its fields are fixed once it is built.
     if "_lean_plan" in schema.__dict__:
         return schema.__dict__["_lean_plan"]  # type: ignore[no-any-return]
+    validators = _schema_validators(schema)
     plain = not schema.many and schema.partial in (None, False) and schema.unknown in (RAISE, EXCLUDE) \
-        and not any(schema._hooks.values())
+        and validators is not None
     plan: _Plan | None = None
-    if plain:
+    if plain and validators is not None:
         steps = tuple(_Step(f.data_key if f.data_key is not None else name, f.attribute or name, f)
                       for name, f in schema.load_fields.items())
         if all("." not in st.attr for st in steps):
-            plan = (steps, frozenset(st.key for st in steps) if schema.unknown == RAISE else None)
+            plan = (steps, frozenset(st.key for st in steps) if schema.unknown == RAISE else None, validators)
     schema.__dict__["_lean_plan"] = plan
     return plan
 
 
 def lean_load(schema: Schema, data: Any) -> dict[str, Any]:
-    """`schema.load(data)` for the schemas shared through `schema_instance` (and the envelope's): the same result,
-    the same ValidationError messages, without the per-field scaffolding of marshmallow's own loop."""
+    """`schema.load(data)` for the schemas shared through `schema_instance` (and the envelope's, and the inbound
+    request's): the same result, the same ValidationError messages, without the per-field scaffolding of
+    marshmallow's own loop."""
     plan = _plan(schema)
     if plan is None or not isinstance(data, dict):
         return schema.load(data)  # type: ignore[no-any-return]
-    steps, known = plan
+    steps, known, validators = plan
     out: dict[str, Any] = {}
     errors: dict[str, Any] = {}
     for st in steps:
@@ -226,8 +244,16 @@ def lean_load(schema: Schema, data: Any) -> dict[str, Any]:
     if known is not None:
         for key in data.keys() - known:
             errors[key] = [schema.error_messages["unknown"]]
-    if errors:
+    if errors:  # schema validators are skipped on field errors (the only kind planned)
         raise ValidationError(errors, data=data, valid_data=out)
+    if validators:
+        store = ErrorStore()
+        for validator in validators:
+            # marshmallow's own step: it calls the validator and files its errors under the right keys.
+            schema._run_validator(validator, out, original_data=data, error_store=store, many=False,
+                                  partial=schema.partial, unknown=schema.unknown, pass_original=False)
+        if store.errors:
+            raise ValidationError(store.errors, data=data, valid_data=out)
     return out
 
 

@@ -1,0 +1,66 @@
+"""JSON read back (services.common.db.loads for jsonb columns; nameko_ext.decode_body for deliveries): orjson reads
+the usual text, and every text reads as it did before, through `json.loads` or kombu's own `Message.decode`."""
+from __future__ import annotations
+
+import gzip
+import json
+from typing import Any
+
+import pytest
+from kombu.message import Message
+
+from services.common.db import loads
+from services.common.nameko_ext import decode_body
+
+TEXTS: list[bytes] = [
+    b'{"a": 1, "b": [1, 2.5, "x", null, true], "c": {"d": "\\u6d4b\\u8bd5"}}',
+    '{"说明": "卫生间水管漏水", "reading": 1.82}'.encode(),
+    b'{"big": 123456789012345678901234567890}',  # beyond 64 bits: orjson would give a float
+    b'{"neg": -9223372036854775809, "max": 9223372036854775807}',
+    b'{"f": 0.1234567890123456789}',
+    b'{"nan": NaN}', b'{"inf": Infinity}', b'{"s": "\\ud800"}',  # refused by orjson, read by json
+    b'{"k": 1, "k": 2}', b"[]", b'"text"', b"3", b"[" * 900 + b"]" * 900,
+    b'{"__type__": "datetime", "__value__": "2026-12-08T01:02:03+00:00"}',
+]
+
+
+@pytest.mark.parametrize("text", TEXTS, ids=lambda t: t[:40].decode("utf-8", "replace"))
+def test_a_jsonb_value_reads_as_json_loads_reads_it(text: bytes) -> None:
+    got, want = loads(text), json.loads(text)
+    assert repr(got) == repr(want)  # repr: NaN != NaN, and 1 == 1.0 would hide an int read as a float
+    assert repr(loads(text.decode())) == repr(want)  # and as text
+
+
+def message(body: bytes, content_type: str | None = "application/json",
+            encoding: str | None = "utf-8") -> Message:
+    return Message(body=body, content_type=content_type, content_encoding=encoding, accept={"application/json"})
+
+
+def outcome(read: Any, msg: Message) -> tuple[str, str]:
+    try:
+        return "ok", repr(read(msg))
+    except Exception as exc:
+        return "error", type(exc).__name__
+
+
+BODIES: list[Message] = [message(t) for t in TEXTS] + [
+    message(b"\xff\xfe{}"),  # not UTF-8
+    message(b"\xef\xbb\xbf{}"),  # a byte order mark
+    message(b'{"a": 1} trailing'),
+    message(b""),
+    message(b'{"a": 1}', content_type="text/plain"),
+    message(b'{"a": 1}', content_type=None, encoding=None),
+    message(gzip.compress(b'{"a": 1}'), encoding="gzip"),
+    message(b'{"a": 1}', encoding="UTF-8"),
+]
+
+
+@pytest.mark.parametrize("msg", BODIES, ids=lambda m: f"{m.content_type}-{m.content_encoding}-{m.body[:20]!r}")
+def test_a_delivery_decodes_as_kombu_decodes_it(msg: Message) -> None:
+    assert outcome(decode_body, msg) == outcome(lambda m: Message(
+        body=m.body, content_type=m.content_type, content_encoding=m.content_encoding, accept=m.accept).decode(), msg)
+
+
+def test_kombus_typed_values_are_still_its_own() -> None:
+    typed = message(b'{"at": {"__type__": "datetime", "__value__": "2026-12-08T01:02:03+00:00"}}')
+    assert type(decode_body(typed)["at"]).__name__ == "datetime"
