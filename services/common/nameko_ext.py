@@ -408,10 +408,10 @@ def decode_body(message: Any) -> Any:
     """`message.decode()`, the same value for every body: plain UTF-8 JSON is read by orjson; kombu's typed
     values (`{"__type__": ..., "__value__": ...}`, which its decoder turns into datetimes, UUIDs...) and anything
     orjson refuses or may read otherwise are left to kombu, which accepts, refuses and answers as before."""
-    body = message.body
-    if (message.content_type == "application/json" and (message.content_encoding or "utf-8").lower() == "utf-8"
-            and isinstance(body, bytes) and b"__type__" not in body):
-        return loads(body, lambda _: message.decode())
+    body = message.body  # py-amqp hands a UTF-8 body over as text already
+    if message.content_type == "application/json" and (message.content_encoding or "utf-8").lower() == "utf-8":
+        if isinstance(body, str) and "__type__" not in body or isinstance(body, bytes) and b"__type__" not in body:
+            return loads(body, lambda _: message.decode())
     return message.decode()
 
 

@@ -31,7 +31,7 @@ def test_a_jsonb_value_reads_as_json_loads_reads_it(text: bytes) -> None:
     assert repr(loads(text.decode())) == repr(want)  # and as text
 
 
-def message(body: bytes, content_type: str | None = "application/json",
+def message(body: bytes | str, content_type: str | None = "application/json",
             encoding: str | None = "utf-8") -> Message:
     return Message(body=body, content_type=content_type, content_encoding=encoding, accept={"application/json"})
 
@@ -43,7 +43,7 @@ def outcome(read: Any, msg: Message) -> tuple[str, str]:
         return "error", type(exc).__name__
 
 
-BODIES: list[Message] = [message(t) for t in TEXTS] + [
+BODIES: list[Message] = [message(t) for t in TEXTS] + [message(t.decode()) for t in TEXTS] + [
     message(b"\xff\xfe{}"),  # not UTF-8
     message(b"\xef\xbb\xbf{}"),  # a byte order mark
     message(b'{"a": 1} trailing'),
@@ -56,11 +56,22 @@ BODIES: list[Message] = [message(t) for t in TEXTS] + [
 
 
 @pytest.mark.parametrize("msg", BODIES, ids=lambda m: f"{m.content_type}-{m.content_encoding}-{m.body[:20]!r}")
+# Bodies as bytes and as text: py-amqp gives a UTF-8 body over as text.
 def test_a_delivery_decodes_as_kombu_decodes_it(msg: Message) -> None:
     assert outcome(decode_body, msg) == outcome(lambda m: Message(
         body=m.body, content_type=m.content_type, content_encoding=m.content_encoding, accept=m.accept).decode(), msg)
 
 
 def test_kombus_typed_values_are_still_its_own() -> None:
-    typed = message(b'{"at": {"__type__": "datetime", "__value__": "2026-12-08T01:02:03+00:00"}}')
-    assert type(decode_body(typed)["at"]).__name__ == "datetime"
+    typed = b'{"at": {"__type__": "datetime", "__value__": "2026-12-08T01:02:03+00:00"}}'
+    for body in (typed, typed.decode()):
+        assert type(decode_body(message(body))["at"]).__name__ == "datetime"
+
+
+def test_a_plain_body_is_read_by_orjson_not_by_kombu(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(self: Message) -> None:
+        raise AssertionError("kombu's decoder was asked")
+
+    monkeypatch.setattr(Message, "decode", refuse)
+    for body in (b'{"a": [1, "x"]}', '{"a": [1, "x"]}'):
+        assert decode_body(message(body)) == {"a": [1, "x"]}
