@@ -25,7 +25,7 @@ import psycopg
 from psycopg.sql import SQL, Identifier
 from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row, tuple_row
-from psycopg.types.json import Jsonb, set_json_loads
+from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
 from services.common import logs
@@ -561,34 +561,12 @@ def analyse_new_tables(conn: psycopg.Connection[Any], min_rows: int) -> list[str
     return names
 
 
-# 19 digits in a row: perhaps an integer beyond 64 bits, which orjson would read as a float (json.loads: exact).
-_LONG_DIGITS = re.compile(rb"\d{19}")
-_LONG_DIGITS_TEXT = re.compile(r"\d{19}", re.ASCII)
-
-
-def loads(text: str | bytes, fallback: Callable[[str | bytes], Any] = json.loads) -> Any:
-    """A JSON value read back (jsonb columns, message bodies): orjson reads it several times faster than
-    `json.loads`. What orjson refuses (NaN, a lone surrogate, nesting past its limit) or could read inexactly (a
-    long run of digits) goes to `fallback`, which answers as the reader always did."""
-    if (_LONG_DIGITS.search(text) if isinstance(text, bytes) else _LONG_DIGITS_TEXT.search(text)) is None:
-        try:
-            return orjson.loads(text)
-        except orjson.JSONDecodeError:
-            pass
-    return fallback(text)
-
-
-def _configure(conn: psycopg.Connection[Any]) -> None:
-    set_json_loads(loads, conn)  # clock rows, escalation data, outbox bodies: jsonb read on every batch
-
-
 def make_pool(database_url: str, schema: str, size: int, name: str) -> ConnectionPool:
     return ConnectionPool(
         dsn_for_psycopg(database_url),
         min_size=min(2, size),
         max_size=size,
         kwargs={"autocommit": False, "options": f"-c search_path={schema}", "application_name": name},
-        configure=_configure,
         name=name,
         open=True,
         timeout=30,
