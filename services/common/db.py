@@ -99,6 +99,13 @@ def rows_of(table: str, columns: str) -> str:
     return f"SELECT {columns} FROM json_populate_recordset(NULL::{table}, %s::json) WHERE true"
 
 
+def any_of_json(cast: str = "") -> str:
+    """`ANY(...)` of one JSON array parameter, each element `cast`: for a list of keys in a per-batch statement.
+    psycopg adapts a list parameter element by element in Python (100 UUIDs: 531 us of client CPU per statement,
+    against 110 us as one JSON text); the planner still takes the index (an InitPlan feeding the index condition)."""
+    return f"ANY(ARRAY(SELECT json_array_elements_text(%s::json){cast}))"
+
+
 def insert_many(uow: UnitOfWork, head: str, rows: Sequence[Sequence[Any]], tail: str = "") -> None:
     """All rows in one statement whose text does not depend on how many there are: the rows travel as one JSON
     parameter, typed by the table (`json_populate_recordset`). A multi-row VALUES list was a new statement for
@@ -479,10 +486,8 @@ class BatchUnitOfWork(UnitOfWork):
         if not self.fast or event_id not in self._candidates:
             return super().claim(event_id, queue)
         if self._seen is None:
-            # JSON, not a list: psycopg adapts a list element by element in Python.
-            rows = self._raw().execute(
-                "SELECT event_id FROM inbox WHERE event_id = ANY(ARRAY(SELECT json_array_elements_text(%s::json)))",
-                (dumps(sorted(self._candidates)),)).fetchall()
+            rows = self._raw().execute(f"SELECT event_id FROM inbox WHERE event_id = {any_of_json()}",
+                                       (dumps(sorted(self._candidates)),)).fetchall()
             self._seen = {r["event_id"] for r in rows}
         if event_id in self._seen or any(c[0] == event_id for c in (*self._claims, *self._pending_claims)):
             return False  # processed already, or earlier in this batch (a redelivery that caught up)

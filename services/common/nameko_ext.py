@@ -40,6 +40,7 @@ from services.common.db import (
     RedoCarefully,
     UnitOfWork,
     analyse_new_tables,
+    any_of_json,
     dumps,
     make_pool,
     migrate,
@@ -251,9 +252,7 @@ class Store(DependencyProvider):
             outcome = publisher.publish_batch([self._outgoing(rows[first:end]) for first, end in packs])
             done = [row[0] for i in outcome.confirmed for row in rows[packs[i][0]:packs[i][1]]]
             if done:
-                # The ids as one JSON array: psycopg adapts a list element by element in Python.
-                conn.execute("DELETE FROM outbox WHERE id = ANY(ARRAY(SELECT json_array_elements_text(%s::json)"
-                             "::bigint))", (dumps(done),))
+                conn.execute(f"DELETE FROM outbox WHERE id = {any_of_json('::bigint')}", (dumps(done),))
         metrics.OUTBOX_MESSAGES.labels(self.service).inc(len(outcome.confirmed))
         metrics.OUTBOX_PUBLISHED.labels(self.service).inc(len(done))
         if outcome.unroutable:
