@@ -353,25 +353,21 @@ class SafeQueueConsumer(QueueConsumer):
         super().requeue_message(message)
         self._tags_of(message.channel).settled([message.delivery_tag])
 
-    def ack_messages(self, messages: list[Any]) -> int:
-        """Acknowledge these deliveries of one channel; returns the frames sent."""
-        if len(messages) < 2 or not messages[0].channel.connection:
+    def ack_messages(self, messages: list[Any]) -> None:
+        """Acknowledge these deliveries: in one frame when the channel's tags allow it, else one by one."""
+        channel = messages[0].channel if messages else None
+        together = (len(messages) > 1 and channel is not None and channel.connection
+                    and all(m.channel is channel for m in messages)
+                    and self._tags_of(channel).covers([m.delivery_tag for m in messages]))
+        if not together:
             for message in messages:
                 self.ack_message(message)
-            return len(messages)
-        channel = messages[0].channel
-        tags = self._tags_of(channel)
-        top = max(messages, key=lambda m: m.delivery_tag)
-        if any(m.channel is not channel for m in messages) or not tags.covers([m.delivery_tag for m in messages]):
-            for message in messages:
-                self.ack_message(message)
-            return len(messages)
+            return
         try:
-            top.ack(multiple=True)
+            max(messages, key=lambda m: m.delivery_tag).ack(multiple=True)
         except ConnectionError:
-            return 0  # the channel is gone: the broker has taken every unacknowledged delivery back
-        tags.settled([m.delivery_tag for m in messages])
-        return 1
+            return  # the channel is gone: the broker has taken every unacknowledged delivery back
+        self._tags_of(channel).settled([m.delivery_tag for m in messages])
 
 
 class _ChannelTags:

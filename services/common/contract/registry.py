@@ -209,10 +209,9 @@ def _plan(schema: Schema) -> _Plan | None:
     if "_lean_plan" in schema.__dict__:
         return schema.__dict__["_lean_plan"]  # type: ignore[no-any-return]
     validators = _schema_validators(schema)
-    plain = not schema.many and schema.partial in (None, False) and schema.unknown in (RAISE, EXCLUDE) \
-        and validators is not None
     plan: _Plan | None = None
-    if plain and validators is not None:
+    if validators is not None and not schema.many and schema.partial in (None, False) \
+            and schema.unknown in (RAISE, EXCLUDE):
         steps = tuple(_Step(f.data_key if f.data_key is not None else name, f.attribute or name, f)
                       for name, f in schema.load_fields.items())
         if all("." not in st.attr for st in steps):
